@@ -1,0 +1,64 @@
+# Quick start: `make demo` (embedded defaults, no servers) and `make test` (real services).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := .cache
+export UV_CACHE_DIR := $(CURDIR)/$(CACHE)/uv
+
+.PHONY: install system-deps demo test test-unit test-integration lint services-up services-down services-status bench clean
+
+$(BIN)/python:
+	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed (python3.11 not found)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip uv
+
+# The environment is pinned in requirements.lock (regenerate: make lock).
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/uv pip install --python $(BIN)/python -q -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+lock: $(BIN)/python
+	$(BIN)/uv pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock
+
+# Debian packages the real services need (Redis); idempotent, root only.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; \
+	  else echo "redis-server is missing: sudo apt-get install redis-server"; exit 1; fi; }
+
+demo: install
+	$(BIN)/featurestore demo
+
+# Lint, then every test; the integration tests start the real services once per session
+# (tests/conftest.py) and stop them afterwards. pytest's "no tests collected" (5) is a failure.
+test: install system-deps lint
+	$(BIN)/pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no test was collected"; exit 1; fi; exit $$rc
+
+test-unit: install
+	$(BIN)/pytest -m "not integration" -q; rc=$$?; [ $$rc -ne 5 ] || { echo "no test was collected"; exit 1; }; exit $$rc
+
+test-integration: install system-deps
+	$(BIN)/pytest -m integration -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+services-up: install system-deps
+	$(BIN)/featurestore services up
+
+services-down: install
+	$(BIN)/featurestore services down
+
+services-status: install
+	$(BIN)/featurestore services status
+
+bench: install system-deps
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .featurestore .services

@@ -1,0 +1,8 @@
+"""featurestore: a stream-batch unified feature store.
+
+This bottom layer holds core types, time semantics, configuration, errors, codecs, storage
+backends and the point-in-time engine. It imports none of the other top-level packages
+(registry, ingestion, backfill, sdk). Importing it starts no JVM and loads no Flink.
+"""
+
+__version__ = "0.1.0"

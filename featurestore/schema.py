@@ -1,0 +1,89 @@
+"""What storage needs to know about a feature table, independent of how it was registered.
+
+The registry compiles each FeatureTable into a :class:`TableSchema`; storage backends, the
+offline log and the point-in-time engine only ever see this.
+
+Versions travel between layers as Arrow tables with the key columns, the two reserved columns
+:data:`VERSION_MS` (event time of the version, epoch ms UTC) and :data:`SEQ` (position in source
+order, the tie-breaker for equal timestamps), and one column per feature (null = not set by this
+version).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from featurestore.errors import ValidationError
+from featurestore.types import ValueType, arrow_type
+
+VERSION_MS = "version_ms"
+SEQ = "seq"
+RESERVED_COLUMNS = frozenset({VERSION_MS, SEQ})
+# Names reach SQL, HBase qualifiers, Redis keys and file paths: keep them boring.
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def check_name(name: str, *, what: str, location: str | None = None) -> str:
+    """Raise unless ``name`` is a safe identifier (lower snake case, starts with a letter)."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ValidationError(
+            f"{what} {name!r} is not a valid name",
+            location=location,
+            hint="use lower_snake_case: a letter, then letters, digits or '_', at most 63 characters",
+        )
+    if name in RESERVED_COLUMNS:
+        raise ValidationError(f"{what} {name!r} is reserved by the feature store", location=location)
+    return name
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    dtype: ValueType
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A feature table as storage sees it."""
+
+    name: str
+    keys: tuple[Field, ...]
+    features: tuple[Field, ...]
+    ttl_ms: int | None = None
+    max_versions: int | None = None  # versions kept in the versioned store; None = all
+
+    def __post_init__(self) -> None:
+        check_name(self.name, what="feature table")
+        if not self.keys:
+            raise ValidationError(f"feature table {self.name!r} has no key column")
+        seen: set[str] = set()
+        for column in (*self.keys, *self.features):
+            check_name(column.name, what=f"column of {self.name}")
+            if column.name in seen:
+                raise ValidationError(f"feature table {self.name!r} has two columns named {column.name!r}")
+            seen.add(column.name)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.keys)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def feature(self, name: str) -> Field:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise ValidationError(f"feature table {self.name!r} has no feature {name!r}")
+
+    def arrow_schema(self) -> pa.Schema:
+        """Schema of a batch of versions of this table."""
+        return pa.schema(
+            [pa.field(k.name, arrow_type(k.dtype), nullable=False) for k in self.keys]
+            + [pa.field(VERSION_MS, pa.int64(), nullable=False), pa.field(SEQ, pa.int64(), nullable=False)]
+            + [pa.field(f.name, arrow_type(f.dtype)) for f in self.features]
+        )

@@ -1,0 +1,1 @@
+"""Storage backends: the versioned store, the online cache and the offline log."""
