@@ -24,15 +24,19 @@ from featurestore.time_semantics import to_millis
 
 DAY_MS = 86_400_000
 DEVICES = np.array(["ios", "android", "web"])
+PAGES = np.array(["home", "search", "detail"])
+CATEGORIES = 24
 
 IMPRESSION_SCHEMA = pa.schema(
     [
         ("impression_id", pa.string()),
-        ("user_id", pa.int64()),
-        ("item_id", pa.int64()),
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
         ("ts", pa.int64()),
         ("position", pa.int32()),
         ("device", pa.string()),
+        ("page", pa.string()),
+        ("bid_price", pa.float64()),
         ("arrival_ms", pa.int64()),
         ("defect", pa.string()),
     ]
@@ -40,10 +44,11 @@ IMPRESSION_SCHEMA = pa.schema(
 CLICK_SCHEMA = pa.schema(
     [
         ("impression_id", pa.string()),
-        ("user_id", pa.int64()),
-        ("item_id", pa.int64()),
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
         ("ts", pa.int64()),
         ("dwell_ms", pa.int64()),
+        ("category", pa.string()),
         ("arrival_ms", pa.int64()),
         ("defect", pa.string()),
     ]
@@ -127,6 +132,12 @@ def generate(spec: CtrLogSpec = CtrLogSpec()) -> CtrLogs:
     )
     clicked = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
     impression_ids = np.char.add("imp-", np.arange(n).astype(str)).astype(object)
+    user_ids = np.char.add("u", np.arange(spec.users).astype(str)).astype(object)
+    item_ids = np.char.add("i", np.arange(spec.items).astype(str)).astype(object)
+    category = np.char.add("c", (np.arange(spec.items) % CATEGORIES).astype(str)).astype(object)
+    page = PAGES[rng.integers(0, len(PAGES), n)].astype(object)
+    page[rng.random(n) < 0.05] = None
+    bid = np.round(rng.gamma(2.0, 0.5, n), 3)
     imp_arrival, imp_defect = _deliver(rng, ts, spec)
 
     click_idx = np.flatnonzero(clicked)
@@ -140,11 +151,13 @@ def generate(spec: CtrLogSpec = CtrLogSpec()) -> CtrLogs:
     impressions = pa.table(
         {
             "impression_id": impression_ids,
-            "user_id": users.astype(np.int64),
-            "item_id": items.astype(np.int64),
+            "user_id": user_ids[users],
+            "item_id": item_ids[items],
             "ts": ts.astype(np.int64),
             "position": position.astype(np.int32),
             "device": DEVICES[device].astype(object),
+            "page": page,
+            "bid_price": bid,
             "arrival_ms": imp_arrival.astype(np.int64),
             "defect": imp_defect,
         },
@@ -153,10 +166,11 @@ def generate(spec: CtrLogSpec = CtrLogSpec()) -> CtrLogs:
     clicks = pa.table(
         {
             "impression_id": impression_ids[click_idx],
-            "user_id": users[click_idx].astype(np.int64),
-            "item_id": items[click_idx].astype(np.int64),
+            "user_id": user_ids[users[click_idx]],
+            "item_id": item_ids[items[click_idx]],
             "ts": click_ts.astype(np.int64),
             "dwell_ms": dwell,
+            "category": category[items[click_idx]],
             "arrival_ms": click_arrival.astype(np.int64),
             "defect": click_defect,
         },

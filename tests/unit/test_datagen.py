@@ -48,7 +48,7 @@ def test_history_predicts_clicks() -> None:
     logs = generate(CtrLogSpec(days=6, users=200, items=200, impressions_per_day=20_000, seed=5))
     mid = int(np.median(logs.impressions["ts"].to_numpy()))
     clicked = set(logs.clicks["impression_id"].to_pylist())
-    users = logs.impressions["user_id"].to_numpy()
+    users = np.array([int(u[1:]) for u in logs.impressions["user_id"].to_pylist()])
     ts = logs.impressions["ts"].to_numpy()
     label = np.array([i in clicked for i in logs.impressions["impression_id"].to_pylist()])
     rates = []

@@ -16,10 +16,11 @@ CLICK_AVRO = {
     "name": "click",
     "fields": [
         {"name": "impression_id", "type": "string"},
-        {"name": "user_id", "type": "long"},
-        {"name": "item_id", "type": "long"},
+        {"name": "user_id", "type": "string"},
+        {"name": "item_id", "type": "string"},
         {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
         {"name": "dwell_ms", "type": "long"},
+        {"name": "category", "type": "string"},
     ],
 }
 LAYOUT = "events/clicks/dt={date}/hour={hour}/*.avro"
