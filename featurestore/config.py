@@ -65,7 +65,7 @@ class ProfileConfig(_Strict):
     offline_log: OfflineLogConfig
     history: str = Field(description="root of the sources' batch bindings: a path, file:// or hdfs:// URI")
     kafka: KafkaConfig | None = None
-    flink: FlinkConfig = FlinkConfig()
+    flink: FlinkConfig = Field(default_factory=FlinkConfig)
 
 
 class RepoConfig(_Strict):
@@ -114,7 +114,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or name in (f"{ENV_PREFIX}PROFILE", f"{ENV_PREFIX}REPO"):
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(ENV_PREFIX) :].lower().split("__")
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -134,9 +134,9 @@ def _resolve_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
         if not isinstance(value, str):
             continue
         if value.startswith("embedded://"):
-            out[key] = "embedded://" + local(value[len("embedded://"):])
+            out[key] = "embedded://" + local(value[len("embedded://") :])
         elif value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-            out[key] = "sqlite:///" + local(value[len("sqlite:///"):])
+            out[key] = "sqlite:///" + local(value[len("sqlite:///") :])
         elif key == "history":
             out[key] = local(value)
     log = dict(out.get("offline_log") or {})
@@ -144,7 +144,7 @@ def _resolve_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
         log["warehouse"] = local(log["warehouse"])
     catalog = log.get("catalog_uri")
     if isinstance(catalog, str) and catalog.startswith("sqlite:///") and not catalog.startswith("sqlite:////"):
-        log["catalog_uri"] = "sqlite:///" + local(catalog[len("sqlite:///"):])
+        log["catalog_uri"] = "sqlite:///" + local(catalog[len("sqlite:///") :])
     out["offline_log"] = log
     flink = dict(out.get("flink") or {})
     if isinstance(flink.get("checkpoint_dir"), str):

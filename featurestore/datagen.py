@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -82,13 +83,16 @@ class CtrLogs:
     clicks: pa.Table
 
 
-def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray[Any, Any]:
     weights = 1.0 / np.arange(1, n + 1) ** exponent
     rng.shuffle(weights)  # popularity is not in id order
-    return weights / weights.sum()
+    normalised: np.ndarray[Any, Any] = weights / weights.sum()
+    return normalised
 
 
-def _deliver(rng: np.random.Generator, ts: np.ndarray, spec: CtrLogSpec) -> tuple[np.ndarray, np.ndarray]:
+def _deliver(
+    rng: np.random.Generator, ts: np.ndarray[Any, Any], spec: CtrLogSpec
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Arrival times (out of order within ``max_disorder_ms``) and defect labels."""
     n = len(ts)
     arrival = ts + rng.integers(0, spec.max_disorder_ms + 1, n)
@@ -105,7 +109,7 @@ def _deliver(rng: np.random.Generator, ts: np.ndarray, spec: CtrLogSpec) -> tupl
 def generate(spec: CtrLogSpec = CtrLogSpec()) -> CtrLogs:
     """Impressions and clicks for ``spec.days`` days from ``spec.start`` (UTC), in arrival order."""
     rng = np.random.default_rng(spec.seed)
-    start_ms = to_millis(dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.timezone.utc))
+    start_ms = to_millis(dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC))
     user_weights = _zipf_weights(spec.users, spec.user_zipf, rng)
     item_weights = _zipf_weights(spec.items, spec.item_zipf, rng)
     propensity = rng.normal(0.0, 0.8, spec.users)

@@ -18,6 +18,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.errors import ValidationError
@@ -65,7 +66,7 @@ def land(
     written = []
     for hour in np.unique(hours):
         rows = events.filter(pa.array(hours == hour)).select(keep)
-        moment = dt.datetime.fromtimestamp(int(hour) * 3600, tz=dt.timezone.utc)
+        moment = dt.datetime.fromtimestamp(int(hour) * 3600, tz=dt.UTC)
         folder = directory.replace("{date}", moment.strftime("%Y-%m-%d")).replace("{hour}", moment.strftime("%H"))
         for index, start in enumerate(range(0, rows.num_rows, rows_per_file)):
             chunk = rows.slice(start, rows_per_file)
@@ -80,6 +81,7 @@ def _encode(table: pa.Table, fmt: str, avro_schema: dict[str, Any] | None) -> by
     if fmt == "parquet":
         pq.write_table(table, buffer)
     else:
+        assert avro_schema is not None  # land() checked it
         fastavro.writer(buffer, fastavro.parse_schema(avro_schema), table.to_pylist())
     return buffer.getvalue()
 
@@ -90,6 +92,17 @@ def files(root: str, layout: str) -> list[str]:
     glob = f"{root.rstrip('/')}/{directory.replace('{date}', '*').replace('{hour}', '*')}/{pattern}"
     base = (root.rstrip("/") + "/" + directory.split("{", 1)[0]).rsplit("/", 1)[0]
     return [p for p in open_fs(root).list_files(base) if fnmatch.fnmatch(p, glob)]
+
+
+def _millis(table: pa.Table) -> pa.Table:
+    """Avro timestamp-millis columns come back from fastavro as datetimes: make them epoch ms again."""
+    for index, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type):
+            per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[column.type.unit]
+            values = table.column(index).cast(pa.int64())
+            values = pc.multiply(values, 1000) if per_ms is None else pc.divide(values, per_ms)
+            table = table.set_column(index, column.name, values)
+    return table
 
 
 def read(root: str, layout: str, *, fmt: str, with_position: bool = False) -> pa.Table:
@@ -105,7 +118,7 @@ def read(root: str, layout: str, *, fmt: str, with_position: bool = False) -> pa
         if fmt == "parquet":
             table = pq.read_table(io.BytesIO(data))
         else:
-            table = pa.Table.from_pylist(list(fastavro.reader(io.BytesIO(data))))
+            table = _millis(pa.Table.from_pylist(list(fastavro.reader(io.BytesIO(data)))))
         if with_position:
             table = table.append_column(POSITION_FILE, pa.array(np.full(table.num_rows, index, dtype=np.int64)))
             table = table.append_column(POSITION_ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))

@@ -6,6 +6,7 @@ directory, delete. HDFS goes through hdfs-native (no JVM).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -113,10 +114,8 @@ class HdfsFileSystem:
 
     def delete(self, path: str) -> None:
         def remove(p: str) -> None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self._client.delete(p, recursive=True)
-            except FileNotFoundError:
-                pass
 
         self._call("delete", remove, self._path(path))
 
@@ -128,7 +127,9 @@ def open_fs(uri: str) -> FileSystem:
         return HdfsFileSystem(parsed.netloc)
     if parsed.scheme in ("", "file"):
         return LocalFileSystem()
-    raise NotFoundError(f"no file system for scheme {parsed.scheme!r} in {uri}", hint="use a local path, file:// or hdfs://")
+    raise NotFoundError(
+        f"no file system for scheme {parsed.scheme!r} in {uri}", hint="use a local path, file:// or hdfs://"
+    )
 
 
 def local_path(uri: str) -> str:

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from featurestore.errors import TimeSemanticsError
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MS_PER_UNIT = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$")
 # Millisecond epochs for 1970-01-01 .. 9999-12-31; anything outside is almost surely seconds,
@@ -59,7 +59,9 @@ def to_millis(value: object, *, what: str = "timestamp") -> int:
             )
         delta = value - dt.datetime(1970, 1, 1, tzinfo=UTC)
         return delta // dt.timedelta(milliseconds=1)
-    raise TimeSemanticsError(f"{what} must be epoch millis, an aware datetime or ISO string, got {type(value).__name__}")
+    raise TimeSemanticsError(
+        f"{what} must be epoch millis, an aware datetime or ISO string, got {type(value).__name__}"
+    )
 
 
 def from_millis(ms: int) -> dt.datetime:

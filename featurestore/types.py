@@ -70,28 +70,50 @@ _TYPES: dict[ValueType, _TypeInfo] = {
     ),
     ValueType.BYTES: _TypeInfo(pa.binary(), "bytes", "BYTES", (bytes,), bytes, bytes),
     ValueType.FLOAT_LIST: _TypeInfo(
-        pa.list_(pa.float64()), {"type": "array", "items": "double"}, "ARRAY<DOUBLE>", (list, tuple),
-        _json_list, lambda b: [float(x) for x in json.loads(b)],
+        pa.list_(pa.float64()),
+        {"type": "array", "items": "double"},
+        "ARRAY<DOUBLE>",
+        (list, tuple),
+        _json_list,
+        lambda b: [float(x) for x in json.loads(b)],
     ),
     ValueType.STRING_LIST: _TypeInfo(
-        pa.list_(pa.string()), {"type": "array", "items": "string"}, "ARRAY<STRING>", (list, tuple),
-        _json_list, lambda b: [str(x) for x in json.loads(b)],
+        pa.list_(pa.string()),
+        {"type": "array", "items": "string"},
+        "ARRAY<STRING>",
+        (list, tuple),
+        _json_list,
+        lambda b: [str(x) for x in json.loads(b)],
     ),
 }
 
 # Arrow types seen in data (e.g. int32 columns of a sample file) mapped to the value type they fit.
 _FROM_ARROW: dict[pa.DataType, ValueType] = {
-    pa.int8(): ValueType.INT64, pa.int16(): ValueType.INT64, pa.int32(): ValueType.INT64,
-    pa.int64(): ValueType.INT64, pa.uint8(): ValueType.INT64, pa.uint16(): ValueType.INT64,
-    pa.uint32(): ValueType.INT64, pa.float32(): ValueType.DOUBLE, pa.float64(): ValueType.DOUBLE,
-    pa.string(): ValueType.STRING, pa.large_string(): ValueType.STRING, pa.bool_(): ValueType.BOOL,
-    pa.binary(): ValueType.BYTES, pa.large_binary(): ValueType.BYTES,
+    pa.int8(): ValueType.INT64,
+    pa.int16(): ValueType.INT64,
+    pa.int32(): ValueType.INT64,
+    pa.int64(): ValueType.INT64,
+    pa.uint8(): ValueType.INT64,
+    pa.uint16(): ValueType.INT64,
+    pa.uint32(): ValueType.INT64,
+    pa.float32(): ValueType.DOUBLE,
+    pa.float64(): ValueType.DOUBLE,
+    pa.string(): ValueType.STRING,
+    pa.large_string(): ValueType.STRING,
+    pa.bool_(): ValueType.BOOL,
+    pa.binary(): ValueType.BYTES,
+    pa.large_binary(): ValueType.BYTES,
 }
 
 # Avro primitive names as they appear in a source schema.
 _FROM_AVRO: dict[str, ValueType] = {
-    "int": ValueType.INT64, "long": ValueType.INT64, "float": ValueType.DOUBLE, "double": ValueType.DOUBLE,
-    "string": ValueType.STRING, "boolean": ValueType.BOOL, "bytes": ValueType.BYTES,
+    "int": ValueType.INT64,
+    "long": ValueType.INT64,
+    "float": ValueType.DOUBLE,
+    "double": ValueType.DOUBLE,
+    "string": ValueType.STRING,
+    "boolean": ValueType.BOOL,
+    "bytes": ValueType.BYTES,
 }
 
 

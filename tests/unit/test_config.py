@@ -61,5 +61,5 @@ def test_bad_files_are_config_errors(tmp_path: Path, text: str, match: str) -> N
 
 
 def test_wrong_type_in_environment_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="flink.parallelism"):
+    with pytest.raises(ConfigError, match=r"flink\.parallelism"):
         load_config(tmp_path, environ={"FEATURESTORE_FLINK__PARALLELISM": "many"})

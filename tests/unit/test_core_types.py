@@ -30,7 +30,9 @@ def test_bytes_codec_round_trips(value_type: ValueType, value: object) -> None:
     assert decode_value(value_type, encode_value(value_type, value)) == value
 
 
-@pytest.mark.parametrize(("value_type", "value"), [(ValueType.INT64, "5"), (ValueType.INT64, True), (ValueType.STRING, 5)])
+@pytest.mark.parametrize(
+    ("value_type", "value"), [(ValueType.INT64, "5"), (ValueType.INT64, True), (ValueType.STRING, 5)]
+)
 def test_wrong_python_type_is_a_validation_error(value_type: ValueType, value: object) -> None:
     with pytest.raises(ValidationError, match=value_type.value):
         encode_value(value_type, value)

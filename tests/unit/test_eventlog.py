@@ -58,3 +58,11 @@ def test_files_are_laid_out_by_landing_time_so_late_events_sit_in_later_hours(tm
 def test_unknown_format_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="format"):
         eventlog.land(generate(CtrLogSpec(days=1)).clicks, str(tmp_path), LAYOUT, fmt="csv", landing_column="ts")
+
+
+def test_event_times_come_back_as_epoch_millis(tmp_path: Path) -> None:
+    clicks = generate(CtrLogSpec(days=1, users=20, items=20, impressions_per_day=2_000)).clicks
+    eventlog.land(clicks, str(tmp_path), LAYOUT, fmt="avro", avro_schema=CLICK_AVRO, landing_column="arrival_ms")
+    back = eventlog.read(str(tmp_path), LAYOUT, fmt="avro")
+    assert back.schema.field("ts").type == "int64"
+    assert sorted(back["ts"].to_pylist()) == sorted(clicks["ts"].to_pylist())

@@ -18,7 +18,7 @@ from featurestore.time_semantics import (
     to_millis,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_to_millis_accepts_aware_datetimes_iso_and_millis() -> None:
