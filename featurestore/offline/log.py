@@ -1,0 +1,364 @@
+"""The offline log: one Iceberg table per feature table, holding every version.
+
+Layout of a log table (derived from :meth:`TableSchema.arrow_schema`, so type conversions stay in
+:mod:`featurestore.types`):
+
+* the key columns, ``version_ms`` (epoch ms UTC) and ``seq`` (source order), all required;
+* one optional column per feature (null = this version did not set the feature);
+* ``_version_time``: ``version_ms`` as a ``timestamptz`` (microseconds), the partition source.
+  The table is partitioned by ``day(_version_time)`` (partition field ``version_day``): pyiceberg
+  0.8.1 writes ``day`` transforms, so no extra date column is needed. Scans bounded by version
+  time filter on both ``version_ms`` and ``_version_time``, so whole days are pruned by partition
+  and the rest by the files' column statistics.
+
+Idempotency. The ingestion job may re-deliver a batch after a restart. :meth:`OfflineTable.append`
+takes an optional ``batch_id``, recorded in the snapshot summary (``featurestore.batch-id``); an
+append whose id is already in the table's snapshot history is skipped. The check and the commit
+are safe under concurrency because the SQL catalog commits with compare-and-swap: a conflicting
+commit fails, the table is refreshed and the id checked again. This costs nothing on read. As a
+second line for writers that cannot give batch ids, :meth:`OfflineTable.scan` can drop exact
+duplicates on read (``dedupe=True``: one row per keys, ``version_ms``, ``seq``). The point-in-time
+engine does not need it: a duplicate version carries the same (time, seq, values), so it can never
+change which value a sample sees.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.errors import NotFoundError, StoreError, ValidationError
+from featurestore.schema import SEQ, VERSION_MS, TableSchema
+from featurestore.time_semantics import from_millis
+from featurestore.types import from_arrow
+
+if TYPE_CHECKING:
+    import duckdb
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.expressions import BooleanExpression
+    from pyiceberg.table import Table
+
+    from featurestore.config import OfflineLogConfig
+
+VERSION_TIME = "_version_time"
+PARTITION_FIELD = "version_day"
+BATCH_ID_PROPERTY = "featurestore.batch-id"
+_COMMIT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What an append did: the snapshot it created (or the current one when skipped)."""
+
+    snapshot_id: int | None
+    rows: int
+    skipped: bool = False  # True when the batch id was already in the log
+
+
+def _warehouse_uri(warehouse: str) -> str:
+    if "://" in warehouse:
+        return warehouse
+    path = Path(warehouse).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path.as_uri()
+
+
+def _local_path(uri: str) -> str | None:
+    """The local file path of a data file URI, or ``None`` when it is remote (hdfs://, s3://)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return parsed.path
+    if parsed.scheme == "":
+        return uri
+    return None
+
+
+class OfflineLog:
+    """The Iceberg catalog of the offline log: one table per feature table in one namespace."""
+
+    def __init__(self, config: OfflineLogConfig) -> None:
+        self.config = config
+        self._catalog: SqlCatalog | None = None
+
+    @property
+    def catalog(self) -> SqlCatalog:
+        if self._catalog is None:
+            from pyiceberg.catalog.sql import SqlCatalog
+
+            uri = self.config.catalog_uri
+            if uri.startswith("sqlite:///"):
+                Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self._catalog = SqlCatalog(
+                "featurestore", uri=uri, warehouse=_warehouse_uri(self.config.warehouse)
+            )
+            self._catalog.create_namespace_if_not_exists(self.config.namespace)
+        return self._catalog
+
+    def identifier(self, name: str) -> str:
+        return f"{self.config.namespace}.{name}"
+
+    def ensure_table(self, schema: TableSchema) -> OfflineTable:
+        """Create the log table of ``schema``, or open it and add feature columns it lacks."""
+        from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+        from pyiceberg.transforms import DayTransform
+
+        wanted = _log_arrow_schema(schema)
+        ident = self.identifier(schema.name)
+        try:
+            table = self.catalog.load_table(ident)
+        except NoSuchTableError:
+            try:
+                with self.catalog.create_table_transaction(ident, schema=wanted) as tx, tx.update_spec() as spec:
+                    spec.add_field(VERSION_TIME, DayTransform(), PARTITION_FIELD)
+            except TableAlreadyExistsError:  # another process created it first
+                pass
+            table = self.catalog.load_table(ident)
+        existing = table.schema().as_arrow()
+        missing = [f for f in wanted if f.name not in existing.names]
+        for field in wanted:
+            if field.name in existing.names and from_arrow(existing.field(field.name).type) != from_arrow(field.type):
+                raise ValidationError(
+                    f"column {field.name!r} is {existing.field(field.name).type} in the offline log, "
+                    f"{field.type} in the definition",
+                    location=f"offline log table {ident}",
+                    hint="a changed type needs a new feature name (or a new table)",
+                )
+        if missing:
+            if any(f.name in schema.key_names for f in missing):
+                raise ValidationError(
+                    f"the key columns changed; the log has {existing.names}", location=f"offline log table {ident}"
+                )
+            with table.update_schema() as update:
+                update.union_by_name(pa.schema(missing))
+            table = self.catalog.load_table(ident)
+        return OfflineTable(self, schema, table)
+
+    def table(self, schema: TableSchema) -> OfflineTable:
+        """Open the existing log table of ``schema`` (raises :class:`NotFoundError` if absent)."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return OfflineTable(self, schema, self.catalog.load_table(self.identifier(schema.name)))
+        except NoSuchTableError:
+            raise NotFoundError(
+                f"the offline log has no table {self.identifier(schema.name)!r}",
+                hint="it is created by ensure_table (featurestore apply)",
+            ) from None
+
+
+def _log_arrow_schema(schema: TableSchema) -> pa.Schema:
+    base = schema.arrow_schema()
+    at = len(schema.keys) + 2
+    return base.insert(at, pa.field(VERSION_TIME, pa.timestamp("us", tz="UTC"), nullable=False))
+
+
+class OfflineTable:
+    """The log of one feature table."""
+
+    def __init__(self, log: OfflineLog, schema: TableSchema, table: Table) -> None:
+        self.log = log
+        self.schema = schema
+        self._table = table
+
+    @property
+    def identifier(self) -> str:
+        return self.log.identifier(self.schema.name)
+
+    def refresh(self) -> None:
+        self._table = self.log.catalog.load_table(self.identifier)
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append(self, versions: pa.Table, *, batch_id: str | None = None) -> AppendResult:
+        """Append a batch of versions; with ``batch_id``, a batch already appended is skipped."""
+        from pyiceberg.exceptions import CommitFailedException
+
+        data = self._conform(versions)
+        properties = {BATCH_ID_PROPERTY: batch_id} if batch_id is not None else {}
+        for attempt in range(_COMMIT_ATTEMPTS):
+            if batch_id is not None and batch_id in self.batch_ids():
+                return AppendResult(self.current_snapshot_id(), 0, skipped=True)
+            if data.num_rows == 0 and batch_id is None:
+                return AppendResult(self.current_snapshot_id(), 0)
+            try:
+                self._table.append(data, snapshot_properties=properties)
+            except CommitFailedException:
+                if attempt == _COMMIT_ATTEMPTS - 1:
+                    raise StoreError(
+                        f"could not commit to {self.identifier} after {_COMMIT_ATTEMPTS} attempts (concurrent writers)"
+                    ) from None
+                time.sleep(0.05 * (attempt + 1))
+                self.refresh()
+                continue
+            return AppendResult(self.current_snapshot_id(), data.num_rows)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _conform(self, versions: pa.Table) -> pa.Table:
+        """Check and cast a batch to the log schema; features absent from the batch are null."""
+        where = f"versions of {self.schema.name}"
+        target = _log_arrow_schema(self.schema)
+        known = set(target.names)
+        unknown = [c for c in versions.column_names if c not in known]
+        if unknown:
+            raise ValidationError(f"unknown columns {unknown}", location=where)
+        columns: list[pa.ChunkedArray | pa.Array] = []
+        for field in target:
+            if field.name == VERSION_TIME:
+                columns.append(pc.cast(pc.multiply(columns[len(self.schema.keys)], 1000), field.type))
+                continue
+            if field.name not in versions.column_names:
+                if not field.nullable:
+                    raise ValidationError(f"column {field.name!r} is missing", location=where)
+                columns.append(pa.nulls(versions.num_rows, field.type))
+                continue
+            column = versions.column(field.name)
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ValidationError(
+                    f"column {field.name!r} is {column.type}, expected {field.type}: {exc}", location=where
+                ) from None
+            if not field.nullable and column.null_count:
+                raise ValidationError(f"column {field.name!r} has {column.null_count} nulls", location=where)
+            columns.append(column)
+        return pa.Table.from_arrays(columns, schema=target)
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def current_snapshot_id(self) -> int | None:
+        snapshot = self._table.current_snapshot()
+        return None if snapshot is None else snapshot.snapshot_id
+
+    def batch_ids(self) -> set[str]:
+        """Batch ids recorded in the snapshots of the table."""
+        ids: set[str] = set()
+        for snapshot in self._table.metadata.snapshots:
+            if snapshot.summary is not None:
+                value = snapshot.summary.get(BATCH_ID_PROPERTY)
+                if value is not None:
+                    ids.add(str(value))
+        return ids
+
+    def _check_snapshot(self, snapshot_id: int | None) -> None:
+        if snapshot_id is not None and self._table.snapshot_by_id(snapshot_id) is None:
+            raise NotFoundError(f"{self.identifier} has no snapshot {snapshot_id}", hint="it may have been expired")
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _columns(self, features: Sequence[str] | None) -> tuple[str, ...]:
+        if features is None:
+            return (*self.schema.key_names, VERSION_MS, SEQ, *self.schema.feature_names)
+        for name in features:
+            self.schema.feature(name)  # raises ValidationError for an unknown feature
+        return (*self.schema.key_names, VERSION_MS, SEQ, *features)
+
+    def _filter(self, start_ms: int | None, end_ms: int | None) -> BooleanExpression:
+        from pyiceberg.expressions import AlwaysTrue, And, GreaterThanOrEqual, LessThan
+
+        expr: BooleanExpression = AlwaysTrue()  # type: ignore[no-untyped-call]
+        if start_ms is not None:
+            expr = And(expr, GreaterThanOrEqual(VERSION_MS, start_ms))
+            expr = And(expr, GreaterThanOrEqual(VERSION_TIME, from_millis(start_ms).isoformat()))
+        if end_ms is not None:
+            expr = And(expr, LessThan(VERSION_MS, end_ms))
+            expr = And(expr, LessThan(VERSION_TIME, from_millis(end_ms).isoformat()))
+        return expr
+
+    def _scan(
+        self, start_ms: int | None, end_ms: int | None, features: Sequence[str] | None, snapshot_id: int | None
+    ) -> Any:
+        self._check_snapshot(snapshot_id)
+        return self._table.scan(
+            row_filter=self._filter(start_ms, end_ms),
+            selected_fields=self._columns(features),
+            snapshot_id=snapshot_id,
+        )
+
+    def _empty(self, features: Sequence[str] | None) -> pa.Table:
+        schema = self.schema.arrow_schema()
+        return schema.empty_table().select(list(self._columns(features)))
+
+    def scan(
+        self,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        features: Sequence[str] | None = None,
+        snapshot_id: int | None = None,
+        dedupe: bool = False,
+    ) -> pa.Table:
+        """Versions with ``start_ms <= version_ms < end_ms`` as Arrow, at a snapshot (default: current).
+
+        ``dedupe`` keeps one row per (keys, ``version_ms``, ``seq``) and sorts by them.
+        """
+        if snapshot_id is None and self.current_snapshot_id() is None:
+            return self._empty(features)
+        data: pa.Table = self._scan(start_ms, end_ms, features, snapshot_id).to_arrow()
+        target = self.schema.arrow_schema()
+        data = data.select(list(self._columns(features)))
+        data = data.cast(pa.schema([target.field(n) for n in data.column_names]))
+        if dedupe:
+            data = _dedupe(data, (*self.schema.key_names, VERSION_MS, SEQ))
+        return data
+
+    def data_files(
+        self, *, start_ms: int | None = None, end_ms: int | None = None, snapshot_id: int | None = None
+    ) -> list[str]:
+        """URIs of the data files a bounded scan reads (the log is append-only: no delete files)."""
+        if snapshot_id is None and self.current_snapshot_id() is None:
+            return []
+        tasks = self._scan(start_ms, end_ms, None, snapshot_id).plan_files()
+        if any(task.delete_files for task in tasks):
+            raise StoreError(f"{self.identifier} has delete files; the offline log is append-only")
+        return [task.file.file_path for task in tasks]
+
+    def relation(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        features: Sequence[str] | None = None,
+        snapshot_id: int | None = None,
+    ) -> duckdb.DuckDBPyRelation:
+        """A bounded scan as a DuckDB relation on ``con``.
+
+        On a local warehouse DuckDB reads the snapshot's Parquet data files itself (streaming,
+        with projection and filter pushdown); elsewhere (hdfs://) the scan goes through Arrow.
+        """
+        files = self.data_files(start_ms=start_ms, end_ms=end_ms, snapshot_id=snapshot_id)
+        local = [_local_path(f) for f in files]
+        columns = ", ".join(f'"{c}"' for c in self._columns(features))
+        if not files or any(p is None for p in local):
+            data = self.scan(start_ms=start_ms, end_ms=end_ms, features=features, snapshot_id=snapshot_id)
+            return con.from_arrow(data)
+        conditions = ["true"]
+        if start_ms is not None:
+            conditions.append(f"{VERSION_MS} >= {int(start_ms)}")
+        if end_ms is not None:
+            conditions.append(f"{VERSION_MS} < {int(end_ms)}")
+        paths = [p for p in local if p is not None]
+        source = con.read_parquet(paths, union_by_name=True)
+        return source.filter(" AND ".join(conditions)).project(columns)
+
+
+def _dedupe(data: pa.Table, by: Sequence[str]) -> pa.Table:
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("versions", data)
+        keys = ", ".join(f'"{c}"' for c in by)
+        result = con.sql(
+            f"SELECT * FROM versions QUALIFY row_number() OVER (PARTITION BY {keys}) = 1 ORDER BY {keys}"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return result.cast(data.schema)
