@@ -1,0 +1,198 @@
+"""Online-path benchmark: Redis latest reads, HBase as-of reads, batch put throughput.
+
+    .venv/bin/python bench/online.py [--quick] [--redis URI] [--hbase URI]
+
+Measures, through the real storage classes (Arrow results included):
+
+* latest, 1 key x 50 features, through Redis (target p99 < 1 ms)
+* latest, 100 keys x 50 features, through Redis (target p99 < 3 ms)
+* as-of, 1 key x 50 features, from HBase (target p99 < 10 ms); the embedded store alongside
+* batch put throughput into HBase and the embedded store (target >= 50k cells/s each), with
+  version times grouped by window end (10 per batch), as aggregations emit them; HBase is also
+  measured with a distinct version time per row (its worst case: Thrift v1 sends one timestamp
+  per call)
+
+p50/p99 over >= 10k requests (``--quick``: 1k, under a minute). Prints a table, saves
+bench/results/online.json and prints the same JSON object as the last line. A service that is not
+reachable is reported as null with the reason, not as a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from featurestore.errors import FeatureStoreError
+from featurestore.schema import Field, TableSchema
+from featurestore.services import ports
+from featurestore.storage.online import open_online_cache
+from featurestore.storage.versioned import VersionedStore, open_versioned_store
+from featurestore.types import ValueType
+
+RESULTS = Path(__file__).resolve().parent / "results" / "online.json"
+T0 = 1_700_000_000_000
+N_FEATURES = 50
+
+
+def make_schema(name: str, n_features: int) -> TableSchema:
+    features = tuple(
+        Field(f"f{i:02d}", ValueType.DOUBLE if i % 2 else ValueType.INT64) for i in range(n_features)
+    )
+    return TableSchema(name, (Field("user_id", ValueType.INT64),), features, ttl_ms=30 * 86_400_000)
+
+
+def make_batch(schema: TableSchema, keys: range, times: list[int], seq0: int = 0) -> pa.Table:
+    """One row per (key, time): every feature written."""
+    rows = [(k, t) for t in times for k in keys]
+    columns: dict[str, Any] = {
+        "user_id": [k for k, _ in rows],
+        "version_ms": [t for _, t in rows],
+        "seq": list(range(seq0, seq0 + len(rows))),
+    }
+    for i, f in enumerate(schema.features):
+        if f.dtype is ValueType.DOUBLE:
+            columns[f.name] = [k * 0.5 + i for k, _ in rows]
+        else:
+            columns[f.name] = [k + i for k, _ in rows]
+    return pa.table(columns, schema=schema.arrow_schema())
+
+
+def percentiles(samples_ns: list[int]) -> tuple[float, float]:
+    ordered = sorted(samples_ns)
+    p50 = ordered[len(ordered) // 2] / 1e6
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6
+    return round(p50, 3), round(p99, 3)
+
+
+def timed(n: int, call: Callable[[int], object]) -> tuple[float, float]:
+    for i in range(min(200, n)):  # warm up connections and caches
+        call(i)
+    samples = []
+    for i in range(n):
+        start = time.perf_counter_ns()
+        call(i)
+        samples.append(time.perf_counter_ns() - start)
+    return percentiles(samples)
+
+
+def put_throughput(store: VersionedStore, schema: TableSchema, rows: int, batch_rows: int, per_batch_ts: int) -> float:
+    """Cells/s writing ``rows`` rows x 10 features in batches with ``per_batch_ts`` version times."""
+    narrow = TableSchema(schema.name, schema.keys, schema.features[:10], schema.ttl_ms)
+    keys_per_ts = max(1, batch_rows // per_batch_ts)
+    batches = []
+    for b in range(rows // batch_rows):
+        times = [T0 + 60_000 * (b * per_batch_ts + j) for j in range(per_batch_ts)]
+        batches.append(make_batch(narrow, range(keys_per_ts), times, seq0=b * batch_rows))
+    cells = 0
+    start = time.perf_counter()
+    for batch in batches:
+        cells += store.put(schema.name, batch)
+    return cells / (time.perf_counter() - start)
+
+
+def bench_redis(uri: str, n: int, out: dict[str, Any], table: list[tuple[str, str, str]]) -> None:
+    cache = open_online_cache(f"{uri}?prefix=fsbench{uuid.uuid4().hex[:6]}")
+    schema = make_schema("bench_latest", N_FEATURES)
+    try:
+        cache.ensure_table(schema)
+        for lo in range(0, 10_000, 1_000):
+            cache.write(schema.name, make_batch(schema, range(lo, lo + 1_000), [T0]))
+        rng = random.Random(1)
+        one = [[rng.randrange(10_000)] for _ in range(n)]
+        hundred = [[rng.randrange(10_000) for _ in range(100)] for _ in range(n)]
+        now = T0 + 1_000
+        p50, p99 = timed(n, lambda i: cache.get(schema.name, one[i], now_ms=now))
+        out.update(redis_1key_p50_ms=p50, redis_1key_p99_ms=p99)
+        table.append(("redis latest 1 key x 50 feat", f"p50 {p50} ms / p99 {p99} ms", "p99 < 1 ms"))
+        p50, p99 = timed(n, lambda i: cache.get(schema.name, hundred[i], now_ms=now))
+        out.update(redis_100key_p50_ms=p50, redis_100key_p99_ms=p99)
+        table.append(("redis latest 100 keys x 50 feat", f"p50 {p50} ms / p99 {p99} ms", "p99 < 3 ms"))
+    except FeatureStoreError as exc:
+        out.update(redis_1key_p99_ms=None, redis_100key_p99_ms=None, redis_error=str(exc).splitlines()[0])
+        table.append(("redis", "unavailable", str(exc).splitlines()[0]))
+    finally:
+        with contextlib.suppress(FeatureStoreError):
+            cache.drop_table(schema.name)
+        cache.close()
+
+
+def bench_versioned(
+    label: str, store: VersionedStore, n: int, put_rows: int, out: dict[str, Any], table: list[tuple[str, str, str]]
+) -> None:
+    schema = make_schema(f"bench_{uuid.uuid4().hex[:8]}", N_FEATURES)
+    try:
+        store.ensure_table(schema)
+        rate = put_throughput(store, schema, put_rows, 5_000, 10)
+        out[f"{label}_put_cells_per_s"] = round(rate)
+        table.append((f"{label} batch put (10 ts/batch)", f"{rate:,.0f} cells/s", ">= 50k cells/s"))
+        if label == "hbase":
+            rate = put_throughput(store, schema, put_rows // 10, 1_000, 1_000)
+            out["hbase_put_distinct_ts_cells_per_s"] = round(rate)
+            table.append(("hbase batch put (1 ts/row)", f"{rate:,.0f} cells/s", "worst case"))
+        history = 1_000
+        for v in range(10):
+            store.put(schema.name, make_batch(schema, range(history), [T0 + 3_600_000 * v], seq0=v * history))
+        rng = random.Random(2)
+        queries = [([rng.randrange(history)], T0 + rng.randrange(10 * 3_600_000)) for _ in range(n)]
+        p50, p99 = timed(n, lambda i: store.get_as_of(schema.name, queries[i][0], queries[i][1]))
+        out.update({f"{label}_asof_p50_ms": p50, f"{label}_asof_p99_ms": p99})
+        target = "p99 < 10 ms" if label == "hbase" else ""
+        table.append((f"{label} as-of 1 key x 50 feat", f"p50 {p50} ms / p99 {p99} ms", target))
+    except FeatureStoreError as exc:
+        out.update({f"{label}_put_cells_per_s": None, f"{label}_asof_p99_ms": None,
+                    f"{label}_error": str(exc).splitlines()[0]})
+        table.append((label, "unavailable", str(exc).splitlines()[0]))
+    finally:
+        with contextlib.suppress(FeatureStoreError):
+            store.drop_table(schema.name)
+        store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1k requests per measure; under a minute")
+    parser.add_argument("--redis", default=ports.REDIS_URI)
+    parser.add_argument("--hbase", default=ports.HBASE_URI)
+    args = parser.parse_args()
+    n = 1_000 if args.quick else 10_000
+    put_rows = 20_000 if args.quick else 100_000
+    out: dict[str, Any] = {"requests_per_measure": n, "quick": args.quick}
+    rows: list[tuple[str, str, str]] = []
+    started = time.perf_counter()
+    bench_redis(args.redis, n, out, rows)
+    try:
+        hbase = open_versioned_store(f"{args.hbase}?prefix=fsbench")
+        bench_versioned("hbase", hbase, n, put_rows, out, rows)
+    except FeatureStoreError as exc:
+        out.update(hbase_put_cells_per_s=None, hbase_asof_p99_ms=None, hbase_error=str(exc).splitlines()[0])
+    tmp = tempfile.mkdtemp(prefix="fsbench-")
+    try:
+        bench_versioned("embedded", open_versioned_store(f"embedded://{tmp}"), n, put_rows, out, rows)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'result':<34} target")
+    for name, result, target in rows:
+        print(f"{name:<{width}}  {result:<34} {target}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""``hbase://host:port``: the versioned store in HBase, through happybase over Thrift (v1).
+
+Layout (one HBase table per feature table, named ``<prefix>_<table>``, default prefix ``fs``;
+the prefix may carry a namespace, ``?prefix=ns:fs``):
+
+* row key = ``keys.salted_row_key(keys.encode_key(key))`` (two hex digits of salt + key), so
+  sequential ids spread over regions;
+* family ``f``: qualifier = feature name, cell timestamp = version time (event time, ms), value
+  = ``types.encode_value`` bytes; ``MAX_VERSIONS`` = the table's ``max_versions`` (all when
+  unset);
+* family ``m`` (one version, no TTL): row ``__schema__`` holds the table definition as JSON.
+
+TTL. HBase's family TTL is measured against the wall clock, the feature TTL against the query
+time. Putting the feature TTL on the family would make HBase drop (and hide, even before a
+compaction) every version older than ``now - ttl``: a backfill of last month, or an as-of read
+for a training sample from last week, would see nothing. So the feature TTL is enforced at read
+only (``ts > T - ttl``, featurestore.time_semantics), and the family TTL is a separate, optional
+garbage-collection horizon, ``?retention=400d``: it must exceed the oldest query time anyone
+will ask for plus the feature TTL. Default: no family TTL (versions kept up to MAX_VERSIONS).
+
+Tie rule. Cells with equal (row, column, timestamp) overwrite: the last write wins. Each batch is
+reduced to the highest seq per (key, feature, version_ms) before it is written, and batches for
+a key are assumed to arrive in source order, which the partitioned stream (live or replayed)
+guarantees; a replay rewrites the same values, so writes are idempotent.
+
+Writes. Thrift v1 carries one timestamp per ``mutateRowsTs`` call, so a batch is grouped by
+version time (windowed aggregates share their window-end time) and the groups are sent in
+parallel over the connection pool (cells in different groups never collide).
+
+Reads. ``get_as_of`` is one ``getRowsWithColumnsTs`` per distinct query time (happybase
+``rows(timestamp=T + 1)``: HBase returns versions strictly older than the timestamp given).
+
+Delete. ``delete_key`` writes an HBase delete marker at the wall clock: until a major
+compaction it also masks versions re-written later with an older event time (HBase semantics).
+To rerun a backfill over deleted keys, drop and recreate the table, or major-compact first.
+
+Errors. Thrift and socket failures raise ServiceUnavailableError("hbase", address, reason)
+(transient); errors HBase reports raise StoreError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from featurestore.errors import (
+    ConfigError,
+    FeatureStoreError,
+    NotInstalledError,
+    ServiceUnavailableError,
+    StoreError,
+)
+from featurestore.keys import salted_row_key
+from featurestore.schema import TableSchema
+from featurestore.storage.batches import Cell, Cells, schema_from_json, schema_to_json
+from featurestore.storage.versioned import CellStore
+from featurestore.time_semantics import parse_duration_ms
+
+log = logging.getLogger(__name__)
+
+FAMILY = b"f"
+META_FAMILY = b"m"
+SCHEMA_ROW = b"__schema__"
+SCHEMA_COLUMN = b"m:json"
+ALL_VERSIONS = 2**31 - 1
+_OPTIONS = {"prefix", "pool_size", "timeout_s", "retention", "put_threads"}
+
+
+def _column(feature: str) -> bytes:
+    return FAMILY + b":" + feature.encode()
+
+
+class HBaseStore(CellStore):
+    """happybase-backed :class:`~featurestore.storage.versioned.VersionedStore`."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 9090,
+        *,
+        prefix: str = "fs",
+        pool_size: int = 8,
+        timeout_s: float = 10.0,
+        retention_ms: int | None = None,
+        put_threads: int = 4,
+    ) -> None:
+        super().__init__()
+        try:
+            import happybase
+            from thriftpy2.thrift import TException
+        except ImportError:
+            raise NotInstalledError(
+                "the hbase versioned store needs the 'happybase' package", hint="pip install happybase"
+            ) from None
+        self._happybase = happybase
+        self._texception = TException
+        self.address = f"{host}:{port}"
+        self.uri = f"hbase://{host}:{port}"
+        self.prefix = prefix
+        self.retention_ms = retention_ms
+        self._host, self._port, self._timeout_ms = host, port, int(timeout_s * 1000)
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._put_threads = max(1, min(put_threads, pool_size))
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_uri(cls, uri: str) -> HBaseStore:
+        parts = urlsplit(uri)
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ConfigError(f"hbase URI {uri!r}: unknown options {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+        try:
+            retention = options.get("retention")
+            return cls(
+                parts.hostname or "127.0.0.1",
+                parts.port or 9090,
+                prefix=options.get("prefix", "fs"),
+                pool_size=int(options.get("pool_size", "8")),
+                timeout_s=float(options.get("timeout_s", "10")),
+                retention_ms=None if retention is None else parse_duration_ms(retention, what="retention"),
+                put_threads=int(options.get("put_threads", "4")),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"hbase URI {uri!r}: {exc}") from None
+
+    # -- connections and errors -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A pooled connection; Thrift/socket failures become ServiceUnavailableError."""
+        try:
+            if self._pool is None:
+                self._pool = self._happybase.ConnectionPool(
+                    self._pool_size, host=self._host, port=self._port, timeout=self._timeout_ms,
+                    table_prefix=self.prefix, transport="buffered", protocol="binary",
+                )
+            with self._pool.connection() as connection:
+                yield connection
+        except FeatureStoreError:
+            raise
+        except (TimeoutError, OSError, EOFError) as exc:
+            raise self._unavailable(exc) from None
+        except self._texception as exc:
+            name = type(exc).__name__
+            if name in ("IOError", "IllegalArgument", "AlreadyExists", "TApplicationException"):
+                message = getattr(exc, "message", None) or str(exc)
+                raise StoreError(f"hbase at {self.address} refused the request: {name}: {message[:500]}") from None
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            "hbase", self.address, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+            hint="start it with `featurestore services up hbase`, or check the versioned_store URI",
+        )
+
+    def _table_exists(self, connection: Any, table: str) -> bool:
+        return table.encode() in connection.tables()
+
+    # -- primitives -------------------------------------------------------------------------
+    def _load_schema(self, table: str) -> TableSchema | None:
+        with self._connection() as connection:
+            if not self._table_exists(connection, table):
+                return None
+            row = connection.table(table).row(SCHEMA_ROW, columns=[SCHEMA_COLUMN])
+        raw = row.get(SCHEMA_COLUMN)
+        return None if raw is None else schema_from_json(raw)
+
+    def _create_or_update(self, schema: TableSchema, existed: bool) -> None:
+        with self._connection() as connection:
+            if not self._table_exists(connection, schema.name):
+                family: dict[str, Any] = {"max_versions": schema.max_versions or ALL_VERSIONS}
+                if self.retention_ms is not None:
+                    family["time_to_live"] = max(1, self.retention_ms // 1000)
+                connection.create_table(schema.name, {"f": family, "m": {"max_versions": 1}})
+            else:
+                stored = self._schemas.get(schema.name) or self._load_schema(schema.name)
+                if stored is not None and stored.max_versions != schema.max_versions:
+                    log.warning(
+                        "hbase table %s keeps MAX_VERSIONS from its creation (%s); Thrift v1 cannot alter it",
+                        schema.name, stored.max_versions,
+                    )
+            connection.table(schema.name).put(SCHEMA_ROW, {SCHEMA_COLUMN: schema_to_json(schema).encode()})
+
+    def _write(self, schema: TableSchema, cells: Cells) -> None:
+        # (row, column, version_ms) -> (seq, value): the highest seq of the batch per cell.
+        best: dict[tuple[bytes, bytes, int], tuple[int, bytes]] = {}
+        rows = [salted_row_key(k) for k in cells.keys]
+        for feature, values in cells.values.items():
+            column = _column(feature)
+            for i, value in enumerate(values):
+                if value is None:
+                    continue
+                slot = (rows[i], column, cells.ts[i])
+                old = best.get(slot)
+                if old is None or cells.seq[i] >= old[0]:
+                    best[slot] = (cells.seq[i], value)
+        groups: dict[int, dict[bytes, dict[bytes, bytes]]] = {}
+        for (row, column, ts), (_, value) in best.items():
+            groups.setdefault(ts, {}).setdefault(row, {})[column] = value
+        chunks = list(groups.items())
+        if len(chunks) == 1 or self._put_threads == 1:
+            self._send(schema.name, chunks)
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._put_threads, thread_name_prefix="hbase-put")
+        slices = [chunks[i :: self._put_threads] for i in range(self._put_threads)]
+        for future in [self._executor.submit(self._send, schema.name, part) for part in slices if part]:
+            future.result()
+
+    def _send(self, table: str, groups: list[tuple[int, dict[bytes, dict[bytes, bytes]]]]) -> None:
+        with self._connection() as connection:
+            hbase_table = connection.table(table)
+            for ts, rows in groups:
+                with hbase_table.batch(timestamp=ts) as batch:
+                    for row, data in rows.items():
+                        batch.put(row, data)
+
+    def _read(
+        self, schema: TableSchema, keys: list[bytes], features: Sequence[str], before: list[int] | None
+    ) -> dict[str, list[Cell]]:
+        rows = [salted_row_key(k) for k in keys]
+        columns = [_column(f) for f in features]
+        by_time: dict[int | None, list[int]] = {}
+        for i in range(len(rows)):
+            by_time.setdefault(None if before is None else before[i], []).append(i)
+        found: dict[str, list[Cell]] = {f: [None] * len(rows) for f in features}
+        with self._connection() as connection:
+            table = connection.table(schema.name)
+            for ts, indices in by_time.items():
+                if ts is not None and ts <= 0:
+                    continue  # nothing is older than the epoch
+                wanted = list(dict.fromkeys(rows[i] for i in indices))
+                result = dict(table.rows(wanted, columns=columns, timestamp=ts, include_timestamp=True))
+                for i in indices:
+                    data = result.get(rows[i])
+                    if not data:
+                        continue
+                    for feature, column in zip(features, columns, strict=True):
+                        cell = data.get(column)
+                        if cell is not None:
+                            found[feature][i] = (cell[1], cell[0])
+        return found
+
+    def _scan(self, schema: TableSchema, key: bytes, feature: str, start: int, end: int) -> list[tuple[int, bytes]]:
+        # No time range on the read: HBase then returns exactly the newest MAX_VERSIONS versions,
+        # whether or not a compaction has trimmed older ones yet.
+        with self._connection() as connection:
+            cells = connection.table(schema.name).cells(
+                salted_row_key(key), _column(feature), versions=schema.max_versions or ALL_VERSIONS,
+                include_timestamp=True,
+            )
+        return sorted((ts, value) for value, ts in cells if start <= ts <= end)
+
+    def _delete(self, schema: TableSchema, key: bytes) -> None:
+        with self._connection() as connection:
+            connection.table(schema.name).delete(salted_row_key(key), columns=[FAMILY])
+
+    def _drop(self, table: str) -> None:
+        with self._connection() as connection:
+            if self._table_exists(connection, table):
+                connection.delete_table(table, disable=True)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # happybase's pool has no close(); its connections sit in its queue.
+            while not pool._queue.empty():
+                pool._queue.get_nowait().close()

@@ -1,0 +1,1 @@
+"""Contract test suites, one per storage protocol, run against every backend."""

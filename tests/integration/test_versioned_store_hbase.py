@@ -1,0 +1,51 @@
+"""The VersionedStore contract on HBase (Thrift at 127.0.0.1:9090), plus HBase-only edges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from featurestore.errors import ServiceUnavailableError, TransientError
+from featurestore.services import ports
+from featurestore.storage.hbase import HBaseStore
+from featurestore.storage.versioned import VersionedStore, open_versioned_store
+from tests.contract import versioned_store_suite as suite
+from tests.contract.versioned_store_suite import *  # noqa: F403
+
+
+@pytest.fixture
+def vstore(services: object) -> Iterator[VersionedStore]:
+    store = open_versioned_store(f"{ports.HBASE_URI}?prefix=fstest&put_threads=2")
+    yield store
+    suite.cleanup()
+    store.close()
+
+
+def test_factory_builds_hbase_store(services: object) -> None:
+    store = open_versioned_store(f"{ports.HBASE_URI}?retention=400d&pool_size=2")
+    assert isinstance(store, HBaseStore) and store.retention_ms == 400 * 86_400_000
+    store.close()
+
+
+def test_unreachable_hbase_is_a_transient_error() -> None:
+    store = HBaseStore("127.0.0.1", 1, timeout_s=1)  # nothing listens on port 1
+    with pytest.raises(ServiceUnavailableError) as info:
+        store.schema("anything")
+    assert isinstance(info.value, TransientError) and info.value.service == "hbase"
+    assert "127.0.0.1:1" in str(info.value)
+
+
+def test_family_ttl_is_not_the_feature_ttl(vstore: VersionedStore) -> None:
+    """A one-second feature TTL must not make HBase hide history written today for last year."""
+    s = suite.new_table(vstore, ttl_ms=1_000)
+    suite.put(vstore, s, suite.v(1, 1_600_000_000_000, 1, clicks=1))
+    assert suite.cells(vstore.get_as_of(s.name, [1], 1_600_000_000_500), "clicks") == [(1, 1_600_000_000_000)]
+
+
+def test_many_timestamps_in_one_batch(vstore: VersionedStore) -> None:
+    s = suite.new_table(vstore)
+    rows = [suite.v(k, suite.T0 + t, k * 10 + t, clicks=k * 10 + t) for k in range(20) for t in range(10)]
+    assert suite.put(vstore, s, *rows) == 200
+    got = vstore.get_as_of(s.name, list(range(20)), [suite.T0 + k % 10 for k in range(20)], ["clicks"])
+    assert suite.cells(got, "clicks") == [(k * 10 + k % 10, suite.T0 + k % 10) for k in range(20)]
