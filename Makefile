@@ -57,8 +57,9 @@ services-down: install
 services-status: install
 	$(BIN)/featurestore services status
 
+# Every benchmark, full size; each prints a JSON line and saves it under bench/results/.
 bench: install system-deps
-	$(BIN)/python -m bench.run_all
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) .featurestore .services
