@@ -25,15 +25,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def services() -> Iterator[object]:
+def services(pytestconfig: pytest.Config) -> Iterator[object]:
     """Start every real service once (idempotent) and stop, afterwards, what this session started.
 
+    Prints, past pytest's capture, how long downloads took and each service took to be healthy.
     Set FEATURESTORE_KEEP_SERVICES=1 to leave them running for the next run.
     """
     from featurestore.services import manager
 
     report = manager.up()
-    print("\n" + manager.format_report(report))
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        for line in manager.format_report(report).splitlines():
+            reporter.write_line(line)
     yield manager
     if os.environ.get("FEATURESTORE_KEEP_SERVICES") != "1":
         manager.down(only_started_by=report)
