@@ -32,7 +32,7 @@ from featurestore.datagen import CtrLogSpec, generate
 from featurestore.offline.log import OfflineLog
 from featurestore.pit.engine import ExportOptions, export, get_historical_features
 from featurestore.pit.sources import FeatureSource
-from featurestore.schema import SEQ, VERSION_MS, TableSchema
+from featurestore.schema import TableSchema
 from featurestore.storage.online import open_online_cache
 from featurestore.storage.versioned import open_versioned_store
 from featurestore.time_semantics import from_millis
@@ -70,21 +70,6 @@ def _full_batch(schema: TableSchema, group: pa.Table) -> pa.Table:
     arrow = schema.arrow_schema()
     arrays = [columns[f.name] if f.name in columns else pa.nulls(group.num_rows, f.type) for f in arrow]
     return pa.Table.from_arrays(arrays, schema=arrow)
-
-
-def _latest_per_key(schema: TableSchema, batch: pa.Table) -> pa.Table:
-    """The newest version per key, by (version time, seq): all the online cache needs."""
-    order = [(k, "ascending") for k in schema.key_names] + [(VERSION_MS, "descending"), (SEQ, "descending")]
-    ordered = batch.sort_by(order)
-    keys = pa.Table.from_arrays([ordered[k] for k in schema.key_names], names=list(schema.key_names))
-    first = np.ones(ordered.num_rows, dtype=bool)
-    if ordered.num_rows > 1:
-        same = np.ones(ordered.num_rows - 1, dtype=bool)
-        for name in keys.column_names:
-            column = keys[name].to_numpy(zero_copy_only=False)
-            same &= column[1:] == column[:-1]
-        first[1:] = ~same
-    return ordered.filter(pa.array(first))
 
 
 def _auc(labels: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> float:
@@ -185,7 +170,7 @@ def run_demo(
             for group in reference.feature_versions(definitions, table.name, history[table.source]):
                 batch = _full_batch(schema, group.versions)
                 cells += store.put(table.name, batch)
-                online.write(table.name, _latest_per_key(schema, batch))
+                online.write(table.name, batch)
                 offline_tables[table.name].append(batch)
                 versions += batch.num_rows
             notes.append(f"{table.name}: {versions:,} versions")

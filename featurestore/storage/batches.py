@@ -86,6 +86,21 @@ def check_compatible(stored: TableSchema, new: TableSchema) -> None:
             )
 
 
+def merged_schema(stored: TableSchema | None, new: TableSchema) -> TableSchema:
+    """What ``ensure_table`` stores: ``new``, plus the features only ``stored`` has (never dropped)."""
+    if stored is None:
+        return new
+    check_compatible(stored, new)
+    kept = {f.name for f in new.features}
+    return TableSchema(
+        new.name,
+        new.keys,
+        new.features + tuple(f for f in stored.features if f.name not in kept),
+        new.ttl_ms,
+        new.max_versions,
+    )
+
+
 def _check_key_value(schema: TableSchema, field: Field, value: Any) -> None:
     ok = (
         isinstance(value, int) and not isinstance(value, bool)
@@ -171,6 +186,12 @@ class Cells:
 
 def batch_to_cells(schema: TableSchema, batch: pa.Table | pa.RecordBatch) -> Cells:
     """Check a batch of versions against ``schema`` and encode it."""
+    return encode_cells(schema, check_batch(schema, batch))
+
+
+def check_batch(schema: TableSchema, batch: pa.Table | pa.RecordBatch) -> pa.Table:
+    """The batch as a table, if it has the key, version and seq columns, no nulls in them, and
+    only known features; a ValidationError naming the column otherwise."""
     if isinstance(batch, pa.RecordBatch):
         batch = pa.Table.from_batches([batch])
     if not isinstance(batch, pa.Table):
@@ -193,6 +214,12 @@ def batch_to_cells(schema: TableSchema, batch: pa.Table | pa.RecordBatch) -> Cel
         lo, hi = pc.min_max(batch.column(VERSION_MS)).values()
         to_millis(lo.as_py(), what=f"{schema.name}.{VERSION_MS}")
         to_millis(hi.as_py(), what=f"{schema.name}.{VERSION_MS}")
+    return batch
+
+
+def encode_cells(schema: TableSchema, batch: pa.Table) -> Cells:
+    """Encode a batch that :func:`check_batch` accepted; values of the wrong type are errors."""
+    names = set(batch.column_names)
     _, keys = encode_keys(schema, batch.select(list(schema.key_names)))
     values: dict[str, list[bytes | None]] = {}
     for feature in schema.features:
@@ -207,6 +234,33 @@ def batch_to_cells(schema: TableSchema, batch: pa.Table | pa.RecordBatch) -> Cel
             raise ValidationError(exc.message, location=location) from None
         values[feature.name] = encoded
     return Cells(keys, batch.column(VERSION_MS).to_pylist(), batch.column(SEQ).to_pylist(), values)
+
+
+def rows_with_newest_cells(schema: TableSchema, batch: pa.Table) -> pa.Table:
+    """The rows of a checked ``batch`` that hold the newest non-null cell of some (key, feature).
+
+    An Arrow-level pre-filter before :func:`latest_per_cell`, so a batch of many versions per key
+    is not encoded cell by cell only to be thrown away. Among equal (version_ms, seq) the later
+    row wins, as in :func:`latest_per_cell`.
+    """
+    if batch.num_rows < 2:
+        return batch
+    keys = list(schema.key_names)
+    rows = pa.array(range(batch.num_rows), pa.int64())
+    index = pa.Table.from_arrays(
+        [*(batch.column(k) for k in keys), batch.column(VERSION_MS), batch.column(SEQ), rows],
+        names=[*keys, VERSION_MS, SEQ, "__row"],
+    )
+    order = [(VERSION_MS, "descending"), (SEQ, "descending"), ("__row", "descending")]
+    wanted: set[int] = set()
+    for feature in schema.feature_names:
+        if feature not in batch.column_names:
+            continue
+        present = index.filter(pc.is_valid(batch.column(feature)))
+        if present.num_rows:
+            newest = present.sort_by(order).group_by(keys, use_threads=False).aggregate([("__row", "first")])
+            wanted.update(newest.column("__row_first").to_pylist())
+    return batch.take(pa.array(sorted(wanted), pa.int64()))
 
 
 def latest_per_cell(cells: Cells) -> dict[tuple[bytes, str], tuple[int, int, bytes]]:

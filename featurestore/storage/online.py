@@ -37,12 +37,14 @@ from featurestore.schema import TableSchema
 from featurestore.storage.batches import (
     Cell,
     KeysInput,
-    batch_to_cells,
     build_result,
-    check_compatible,
+    check_batch,
     check_features,
+    encode_cells,
     encode_keys,
     latest_per_cell,
+    merged_schema,
+    rows_with_newest_cells,
 )
 from featurestore.time_semantics import to_millis
 
@@ -112,16 +114,7 @@ class OnlineBase(abc.ABC):
 
     def ensure_table(self, schema: TableSchema) -> None:
         stored = self._load_schema(schema.name)
-        if stored is not None:
-            check_compatible(stored, schema)
-            kept = {f.name for f in schema.features}
-            schema = TableSchema(
-                schema.name,
-                schema.keys,
-                schema.features + tuple(f for f in stored.features if f.name not in kept),
-                schema.ttl_ms,
-                schema.max_versions,
-            )
+        schema = merged_schema(stored, schema)
         self._save_schema(schema)
         self._schemas[schema.name] = schema
 
@@ -137,7 +130,8 @@ class OnlineBase(abc.ABC):
 
     def write(self, table: str, batch: pa.Table) -> int:
         schema = self.schema(table)
-        updates = latest_per_cell(batch_to_cells(schema, batch))
+        newest = rows_with_newest_cells(schema, check_batch(schema, batch))
+        updates = latest_per_cell(encode_cells(schema, newest))
         return self._apply(table, updates) if updates else 0
 
     def get(

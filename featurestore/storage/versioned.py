@@ -38,9 +38,9 @@ from featurestore.storage.batches import (
     KeysInput,
     batch_to_cells,
     build_result,
-    check_compatible,
     check_features,
     encode_keys,
+    merged_schema,
     query_times,
 )
 from featurestore.time_semantics import is_visible, to_millis
@@ -137,16 +137,7 @@ class CellStore(abc.ABC):
     # -- the protocol -----------------------------------------------------------------------
     def ensure_table(self, schema: TableSchema) -> None:
         stored = self._load_schema(schema.name)
-        if stored is not None:
-            check_compatible(stored, schema)
-            kept = {f.name for f in schema.features}
-            schema = TableSchema(
-                schema.name,
-                schema.keys,
-                schema.features + tuple(f for f in stored.features if f.name not in kept),
-                schema.ttl_ms,
-                schema.max_versions,
-            )
+        schema = merged_schema(stored, schema)
         self._create_or_update(schema, stored is not None)
         self._schemas[schema.name] = schema
 
