@@ -42,6 +42,7 @@ class _TypeInfo:
     arrow: pa.DataType
     avro: Any
     flink_sql: str
+    duckdb: str
     python: tuple[type, ...]
     encode: Callable[[Any], bytes]
     decode: Callable[[bytes], Any]
@@ -57,22 +58,35 @@ def _json_list(value: Any) -> bytes:
 
 _TYPES: dict[ValueType, _TypeInfo] = {
     ValueType.INT64: _TypeInfo(
-        pa.int64(), "long", "BIGINT", (int,), lambda v: _I64.pack(int(v)), lambda b: _I64.unpack(b)[0]
+        pa.int64(), "long", "BIGINT", "BIGINT", (int,), lambda v: _I64.pack(int(v)), lambda b: _I64.unpack(b)[0]
     ),
     ValueType.DOUBLE: _TypeInfo(
-        pa.float64(), "double", "DOUBLE", (float, int), lambda v: _F64.pack(float(v)), lambda b: _F64.unpack(b)[0]
+        pa.float64(),
+        "double",
+        "DOUBLE",
+        "DOUBLE",
+        (float, int),
+        lambda v: _F64.pack(float(v)),
+        lambda b: _F64.unpack(b)[0],
     ),
     ValueType.STRING: _TypeInfo(
-        pa.string(), "string", "STRING", (str,), lambda v: str(v).encode(), lambda b: b.decode()
+        pa.string(), "string", "STRING", "VARCHAR", (str,), lambda v: str(v).encode(), lambda b: b.decode()
     ),
     ValueType.BOOL: _TypeInfo(
-        pa.bool_(), "boolean", "BOOLEAN", (bool,), lambda v: b"\x01" if v else b"\x00", lambda b: b == b"\x01"
+        pa.bool_(),
+        "boolean",
+        "BOOLEAN",
+        "BOOLEAN",
+        (bool,),
+        lambda v: b"\x01" if v else b"\x00",
+        lambda b: b == b"\x01",
     ),
-    ValueType.BYTES: _TypeInfo(pa.binary(), "bytes", "BYTES", (bytes,), bytes, bytes),
+    ValueType.BYTES: _TypeInfo(pa.binary(), "bytes", "BYTES", "BLOB", (bytes,), bytes, bytes),
     ValueType.FLOAT_LIST: _TypeInfo(
         pa.list_(pa.float64()),
         {"type": "array", "items": "double"},
         "ARRAY<DOUBLE>",
+        "DOUBLE[]",
         (list, tuple),
         _json_list,
         lambda b: [float(x) for x in json.loads(b)],
@@ -81,6 +95,7 @@ _TYPES: dict[ValueType, _TypeInfo] = {
         pa.list_(pa.string()),
         {"type": "array", "items": "string"},
         "ARRAY<STRING>",
+        "VARCHAR[]",
         (list, tuple),
         _json_list,
         lambda b: [str(x) for x in json.loads(b)],
@@ -129,11 +144,19 @@ def flink_sql_type(value_type: ValueType) -> str:
     return _TYPES[value_type].flink_sql
 
 
+def duckdb_type(value_type: ValueType) -> str:
+    return _TYPES[value_type].duckdb
+
+
+# A list of values of the element type on the left is the value type on the right.
+_LIST_OF = {ValueType.DOUBLE: ValueType.FLOAT_LIST, ValueType.STRING: ValueType.STRING_LIST}
+
+
 def from_arrow(data_type: pa.DataType) -> ValueType | None:
     """The value type an Arrow column maps to, or ``None`` when none fits."""
     if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
         inner = from_arrow(data_type.value_type)
-        return {ValueType.DOUBLE: ValueType.FLOAT_LIST, ValueType.STRING: ValueType.STRING_LIST}.get(inner)  # type: ignore[arg-type]
+        return None if inner is None else _LIST_OF.get(inner)
     return _FROM_ARROW.get(data_type)
 
 
@@ -148,7 +171,7 @@ def from_avro(avro: Any) -> ValueType | None:
             return ValueType.INT64
         if avro.get("type") == "array":
             inner = from_avro(avro.get("items"))
-            return {ValueType.DOUBLE: ValueType.FLOAT_LIST, ValueType.STRING: ValueType.STRING_LIST}.get(inner)  # type: ignore[arg-type]
+            return None if inner is None else _LIST_OF.get(inner)
         return from_avro(avro.get("type"))
     if isinstance(avro, str):
         return _FROM_AVRO.get(avro)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 from featurestore.schema import SEQ, VERSION_MS
-from featurestore.types import arrow_type
+from featurestore.types import duckdb_type
 
 from registry.models import Condition, Definitions, Feature, SampleTable
 
@@ -133,7 +133,7 @@ def feature_versions(
             frame = f"PARTITION BY {key_cols} ORDER BY __ts RANGE BETWEEN {window_ms - 1} PRECEDING AND CURRENT ROW"
         aggregates = ", ".join(f"{_aggregate_sql(f)} AS {_q(f.name)}" for f in features)
         casts = ", ".join(
-            f"CAST({_q(f.name)} AS {_duck_type(schema.feature(f.name).dtype)}) AS {_q(f.name)}" for f in features
+            f"CAST({_q(f.name)} AS {duckdb_type(schema.feature(f.name).dtype)}) AS {_q(f.name)}" for f in features
         )
         sql = (
             f"WITH r AS ({rows}), a AS ("
@@ -143,28 +143,11 @@ def feature_versions(
             f"FROM a WHERE __ts <= {limit} ORDER BY {key_cols}, __ts"
         )
         out = con.sql(sql).to_arrow_table()
-        arrow = pa.schema(
-            [pa.field(k.name, arrow_type(k.dtype), nullable=False) for k in schema.keys]
-            + [pa.field(VERSION_MS, pa.int64(), nullable=False), pa.field(SEQ, pa.int64(), nullable=False)]
-            + [pa.field(f.name, arrow_type(schema.feature(f.name).dtype)) for f in features]
-        )
+        columns = {*schema.key_names, VERSION_MS, SEQ, *(f.name for f in features)}
+        arrow = pa.schema([f for f in schema.arrow_schema() if f.name in columns])
         results.append(VersionGroup(window_ms, tuple(f.name for f in features), out.cast(arrow)))
     con.close()
     return results
-
-
-def _duck_type(dtype: object) -> str:
-    from featurestore.types import ValueType
-
-    return {
-        ValueType.INT64: "BIGINT",
-        ValueType.DOUBLE: "DOUBLE",
-        ValueType.STRING: "VARCHAR",
-        ValueType.BOOL: "BOOLEAN",
-        ValueType.BYTES: "BLOB",
-        ValueType.FLOAT_LIST: "DOUBLE[]",
-        ValueType.STRING_LIST: "VARCHAR[]",
-    }[dtype]  # type: ignore[index]
 
 
 def samples(
