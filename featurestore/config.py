@@ -128,6 +128,12 @@ def _resolve_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
     def local(value: str) -> str:
         return value if "://" in value or Path(value).is_absolute() else str(root / value)
 
+    def sqlite(url: str) -> str:
+        """``sqlite:///relative.db`` is relative to the repo; ``sqlite:////abs.db`` stays."""
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return "sqlite:///" + local(url[len("sqlite:///") :])
+        return url
+
     out = dict(raw)
     for key in ("versioned_store", "online_cache", "history", "registry"):
         value = out.get(key)
@@ -135,16 +141,16 @@ def _resolve_paths(raw: dict[str, Any], root: Path) -> dict[str, Any]:
             continue
         if value.startswith("embedded://"):
             out[key] = "embedded://" + local(value[len("embedded://") :])
-        elif value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-            out[key] = "sqlite:///" + local(value[len("sqlite:///") :])
+        elif value.startswith("sqlite:"):
+            out[key] = sqlite(value)
         elif key == "history":
             out[key] = local(value)
     log = dict(out.get("offline_log") or {})
     if isinstance(log.get("warehouse"), str):
         log["warehouse"] = local(log["warehouse"])
     catalog = log.get("catalog_uri")
-    if isinstance(catalog, str) and catalog.startswith("sqlite:///") and not catalog.startswith("sqlite:////"):
-        log["catalog_uri"] = "sqlite:///" + local(catalog[len("sqlite:///") :])
+    if isinstance(catalog, str):
+        log["catalog_uri"] = sqlite(catalog)
     out["offline_log"] = log
     flink = dict(out.get("flink") or {})
     if isinstance(flink.get("checkpoint_dir"), str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Protocol
@@ -52,9 +53,7 @@ class LocalFileSystem:
     def delete(self, path: str) -> None:
         target = Path(path)
         if target.is_dir():
-            for child in sorted(target.rglob("*"), reverse=True):
-                child.rmdir() if child.is_dir() else child.unlink()
-            target.rmdir()
+            shutil.rmtree(target)
         elif target.exists():
             target.unlink()
 

@@ -38,6 +38,7 @@ from featurestore.storage.versioned import open_versioned_store
 from featurestore.time_semantics import from_millis
 from registry import reference
 from registry.models import Definitions
+from registry.rules import split_ref
 from registry.store import Registry
 
 EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "ctr"
@@ -191,7 +192,11 @@ def run_demo(
         notes.append(f"{samples.num_rows:,} samples, {positives:,} positives ({positives / samples.num_rows:.2%})")
 
     refs = list(dict.fromkeys([*sample_table.features, *training_set.features]))
-    sources = [FeatureSource(schemas[t], offline_tables[t]) for t in sorted({r.split(":")[0] for r in refs})]
+    by_table: dict[str, list[str]] = {}
+    for ref in refs:
+        table_name, feature = split_ref(ref)
+        by_table.setdefault(table_name, []).append(feature)
+    sources = [FeatureSource(schemas[t], offline_tables[t]) for t in sorted(by_table)]
     train_dir = output / "training"
     train_dir.mkdir(parents=True, exist_ok=True)
     with _step(console, report, f"6. Export {training_set.name} point-in-time correct") as notes:
@@ -214,8 +219,7 @@ def run_demo(
     ) as notes:
         leaky = samples
         day_end = pc.subtract(pc.multiply(pc.add(pc.divide(samples["ts"], DAY_MS), 1), DAY_MS), 1).to_pylist()
-        for table_name in sorted({r.split(":")[0] for r in refs}):
-            wanted = [r.split(":")[1] for r in refs if r.startswith(table_name + ":")]
+        for table_name, wanted in sorted(by_table.items()):
             key = schemas[table_name].key_names[0]
             snapshot = store.get_as_of(table_name, leaky[key].to_pylist(), day_end, wanted)
             for name in wanted:
