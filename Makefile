@@ -57,9 +57,11 @@ services-down: install
 services-status: install
 	$(BIN)/featurestore services status
 
-# Every benchmark, full size; each prints a JSON line and saves it under bench/results/.
+# Every benchmark, full size (each prints a JSON line and saves it under bench/results/), then
+# bench/REPORT.md with plots built from those files.
 bench: install system-deps
-	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in bench/*.py; do [ "$$f" = bench/report.py ] && continue; echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .featurestore .services

@@ -1,0 +1,29 @@
+"""bench/report.py reads only what the benchmarks saved and judges each figure against its target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.report import TARGETS, report, table_rows
+
+
+def test_report_compares_saved_figures_with_targets(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "online.json").write_text(json.dumps({"redis_1key_p99_ms": 0.8, "hbase_asof_p99_ms": 12.0}))
+    rows = dict(
+        ((t.benchmark, t.key), v) for t, v in table_rows({"online": json.loads((results / "online.json").read_text())})
+    )
+    assert rows[("online", "redis_1key_p99_ms")] == 0.8
+    assert rows[("pit_export", "ratio_vs_duckdb_asof")] is None
+    path = report(results, tmp_path)
+    text = path.read_text()
+    assert "| Redis latest, 1 key x 50 features, p99 | 0.8 ms | <= 1 ms | yes |" in text
+    assert "| HBase as-of, 1 key, p99 | 12 ms | <= 10 ms | NO |" in text
+    assert "not measured yet (`pit_export.ratio_vs_duckdb_asof`)" in text
+    assert (tmp_path / "targets.png").exists() and (tmp_path / "latency.png").exists()
+
+
+def test_every_target_names_a_direction() -> None:
+    assert all(t.better in ("lower", "higher") and t.bound > 0 for t in TARGETS)
