@@ -123,8 +123,10 @@ def definitions() -> Definitions:
     )
     training = TrainingSet(
         name="ctr_deepfm_v1", sample_table="ctr_samples", as_of="inclusive", owner="ranking-team",
-        description="DeepFM training data; adds long-window and distinct-count features to the samples.",
+        description="DeepFM training data; adds short-window, long-window and distinct-count features to the samples.",
         features=[
+            "user_click_features:user_clicks_10m",
+            "user_impression_features:user_impressions_30d",
             "user_click_features:user_distinct_items_7d",
             "user_click_features:user_avg_dwell_1d",
             "user_click_features:last_click_category",
