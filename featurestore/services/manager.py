@@ -16,6 +16,7 @@ from pathlib import Path
 from featurestore.errors import ConfigError, FeatureStoreError, ServiceStartError, ServiceUnavailableError
 from featurestore.services import maven
 from featurestore.services.base import Service
+from featurestore.services.flink import FlinkClusterService
 from featurestore.services.hbase import HBaseService
 from featurestore.services.hdfs import HdfsService
 from featurestore.services.kafka import KafkaService
@@ -24,6 +25,7 @@ from featurestore.services.redis import RedisService
 from featurestore.services.report import Report, ServiceResult, ServiceStatus, format_report, format_status
 
 __all__ = [
+    "OPTIONAL_SERVICE_NAMES",
     "SERVICE_NAMES",
     "Report",
     "ServiceResult",
@@ -45,16 +47,20 @@ _FACTORIES: dict[str, Callable[[Layout], Service]] = {
     "kafka": KafkaService,
 }
 SERVICE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+# Started only when named (`featurestore services up flink-cluster`); `down` stops them too.
+_OPTIONAL: dict[str, Callable[[Layout], Service]] = {"flink-cluster": FlinkClusterService}
+OPTIONAL_SERVICE_NAMES: tuple[str, ...] = tuple(_OPTIONAL)
 FLINK_CONNECTORS_POM = "flink-connectors"
 
 ServiceRef = str | Service
 
 
 def service(name: str, layout: Layout | None = None) -> Service:
-    """The service called `name` (one of SERVICE_NAMES)."""
-    factory = _FACTORIES.get(name)
+    """The service called `name` (one of SERVICE_NAMES or OPTIONAL_SERVICE_NAMES)."""
+    factory = _FACTORIES.get(name) or _OPTIONAL.get(name)
     if factory is None:
-        raise ConfigError(f"unknown service {name!r}", hint=f"choose from {', '.join(SERVICE_NAMES)}")
+        known = ", ".join((*SERVICE_NAMES, *OPTIONAL_SERVICE_NAMES))
+        raise ConfigError(f"unknown service {name!r}", hint=f"choose from {known}")
     return factory(layout or Layout.default())
 
 
@@ -201,8 +207,14 @@ def _status_one(svc: Service) -> ServiceStatus:
 
 
 def status(names: Sequence[ServiceRef] | None = None) -> list[ServiceStatus]:
-    """Every service (or the named ones) with a real protocol health check, checked in parallel."""
+    """Every service (or the named ones) with a real protocol health check, checked in parallel.
+
+    Optional services are included when they were started here (they have pid files)."""
     services = _select(names)
+    if names is None:
+        layout = services[0].layout
+        optional = [factory(layout) for factory in _OPTIONAL.values()]
+        services += [svc for svc in optional if any(svc.pid_file(c).exists() for c in svc.components)]
     with ThreadPoolExecutor(max_workers=len(services), thread_name_prefix="services-status") as pool:
         return list(pool.map(_status_one, services))
 

@@ -1,4 +1,5 @@
-"""`featurestore services up|down|status`: the real local services (Redis, HBase, HDFS, Kafka)."""
+"""`featurestore services up|down|status`: the real local services (Redis, HBase, HDFS, Kafka, and
+on request a Flink session cluster)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import sys
 
 import click
 
-SERVICE_CHOICE = click.Choice(["redis", "hbase", "hdfs", "kafka"])
+from featurestore.services.manager import OPTIONAL_SERVICE_NAMES, SERVICE_NAMES
+
+SERVICE_CHOICE = click.Choice([*SERVICE_NAMES, *OPTIONAL_SERVICE_NAMES])
 
 
 @click.group()
@@ -18,7 +21,8 @@ def services() -> None:
 @click.argument("names", nargs=-1, type=SERVICE_CHOICE)
 @click.option("--timeout", type=float, default=None, help="Seconds each service may take to become healthy.")
 def up(names: tuple[str, ...], timeout: float | None) -> None:
-    """Install on first use and start NAMES (default: all); already healthy ones are left alone."""
+    """Install on first use and start NAMES (default: all but the optional flink-cluster); healthy ones
+    are left alone."""
     from featurestore.services import manager
 
     report = manager.up(list(names) or None, timeout=timeout)

@@ -85,3 +85,15 @@ def test_java_argv_has_heap_jdk17_flags_props_and_classpath() -> None:
     assert "-Xmx1g" in argv and "-Dx.y=z" in argv
     assert set(JDK17_FLAGS) <= set(argv)
     assert argv.index("-Dx.y=z") < argv.index("org.Main")
+
+
+def test_flink_cluster_config_is_yaml_on_loopback_ports(tmp_path: Path) -> None:
+    import yaml
+
+    from featurestore.services.flink import cluster_config, render_config
+    from featurestore.services.ports import FLINK_REST_PORT, HOST
+
+    parsed = yaml.safe_load(render_config(cluster_config(tmp_path / "checkpoints")))
+    assert parsed["rest.port"] == str(FLINK_REST_PORT)
+    assert parsed["jobmanager.rpc.address"] == HOST and parsed["taskmanager.host"] == HOST
+    assert parsed["execution.checkpointing.dir"].startswith("file:///")
