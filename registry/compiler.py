@@ -1,0 +1,268 @@
+"""The compiler from a feature table to Flink SQL: one plan, two bindings.
+
+``compile_table(definitions, "user_click_features", "stream" | "batch", ...)`` returns a
+:class:`CompiledPlan`: CREATE statements for the source (Kafka topic or history files), for the
+sinks, and one ``INSERT ... SELECT`` per *window group* (the features of the table that share a
+window, plus one group for the projections). Only the source statements differ between the
+bindings; everything after them is the same text (a unit test compares it).
+
+The semantics are :mod:`registry.reference`'s (README, "Time semantics"): a windowed value at
+``T`` covers events in ``(T - W, T]`` and changes only at an event time ``t`` and at ``t + W``.
+So each window group reads the events (``__ev = 1``, values set) UNION ALL an *expiry marker*
+per event (``__ev`` and values NULL, row time ``t + W``, read from a second declaration of the
+same source whose row time is ``t + W``), and computes every feature of the group in ONE
+``OVER (PARTITION BY key ORDER BY row time RANGE BETWEEN W - 1ms PRECEDING AND CURRENT ROW)``
+(Flink requires the aggregates of one SELECT to share their window). RANGE mode puts events
+with equal times all in the window, as the reference does. Aggregates skip the markers' NULLs:
+``count`` = ``COUNT(__ev)`` (or ``COUNT(column)``), ``sum`` = ``COALESCE(SUM(column), 0)``,
+``avg``/``min``/``max``/``last`` = ``AVG``/``MIN``/``MAX``/``LAST_VALUE``, and
+``approx_count_distinct`` = ``COUNT(DISTINCT column)``, which is exact. Projections are
+``LAST_VALUE`` over ``UNBOUNDED PRECEDING``, events only.
+
+Late events: each branch keeps only rows after its source's current watermark (``__rt >
+CURRENT_WATERMARK(__rt)``), so an event later than the allowed lateness, and its expiry marker,
+are dropped at the source, the same way in every group (the dead-letter path will take the
+complement). Without this filter Flink's OVER operators apply a late event *late*: a version at
+its own time, with the versions already emitted after it left unrevised.
+
+Each output row is a version: the key columns, ``version_ms`` (BIGINT epoch ms: the event time,
+or ``t + W`` for a marker), ``seq`` (position in source order, see :mod:`registry.flink_sql`)
+and the group's features only: an absent column is a feature this version does not write.
+Flink emits a row per input row, so equal ``(key, version_ms)`` rows can repeat; they carry
+equal values. Nothing here imports PyFlink: :mod:`ingestion.runner` executes a plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+from featurestore.errors import ValidationError
+from featurestore.schema import SEQ, VERSION_MS, TableSchema
+from featurestore.time_semantics import format_duration
+from featurestore.types import ValueType, flink_sql_type
+
+from registry import flink_sql
+from registry.flink_sql import ROWTIME, SEQ_COLUMN, q
+from registry.models import Definitions, Feature, FeatureTable, Source
+
+Binding = Literal["stream", "batch"]
+EVENT_FLAG = "__ev"
+VERSION_TIME = "__vt"
+PROJECTIONS = "projections"
+
+
+@dataclass(frozen=True)
+class FileSink:
+    """Versions written by Flink as newline-delimited JSON files under ``path/<table>/<group>/``.
+
+    JSON needs no connector jar beyond Flink's own and pyarrow reads it back fast."""
+
+    path: str
+    format: Literal["json"] = "json"
+
+    def directory(self, table: str, group: str) -> str:
+        return f"{self.path.rstrip('/')}/{table}/{group}"
+
+    def ddl(self, name: str, columns: Sequence[tuple[str, str]], table: str, group: str) -> str:
+        path = flink_sql.check_config_path(self.directory(table, group), "sink path")
+        body = ",\n  ".join(f"{q(c)} {t}" for c, t in columns)
+        return (
+            f"CREATE TEMPORARY TABLE {q(name)} (\n  {body}\n) WITH (\n"
+            f"  'connector' = 'filesystem',\n  'path' = '{path}',\n  'format' = '{self.format}'\n)"
+        )
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """The features of one window size (``window_ms`` None: the projections) and their query."""
+
+    name: str
+    window_ms: int | None
+    features: tuple[str, ...]
+    select: str
+    sink_table: str | None
+    sink_ddl: str | None
+    sink_directory: str | None
+    arrow_schema: pa.Schema
+
+    @property
+    def insert(self) -> str:
+        if self.sink_table is None:
+            raise ValidationError(f"group {self.name} was compiled without a sink")
+        return f"INSERT INTO {q(self.sink_table)}\n{self.select}"
+
+
+@dataclass(frozen=True)
+class CompiledPlan:
+    """One feature table compiled for one binding."""
+
+    table: str
+    binding: Binding
+    source: str
+    source_ddl: tuple[str, ...]
+    groups: tuple[GroupPlan, ...]
+    schema: TableSchema = field(repr=False)
+
+    def core_sql(self) -> str:
+        """Everything after the source declarations: sinks and queries (equal for both bindings)."""
+        parts = [g.sink_ddl for g in self.groups if g.sink_ddl is not None]
+        parts += [g.insert if g.sink_table is not None else g.select for g in self.groups]
+        return ";\n\n".join(parts)
+
+    def statements(self) -> list[str]:
+        """The CREATE statements (sources, sinks) in order; the INSERTs are in ``inserts()``."""
+        return [*self.source_ddl, *(g.sink_ddl for g in self.groups if g.sink_ddl is not None)]
+
+    def inserts(self) -> list[str]:
+        return [g.insert for g in self.groups]
+
+    def sql_text(self) -> str:
+        return ";\n\n".join([*self.source_ddl, self.core_sql()]) + ";\n"
+
+    def explain(self) -> str:
+        lines = [f"feature table {self.table} on source {self.source}, {self.binding} binding"]
+        for group in self.groups:
+            what = "projections (events only)" if group.window_ms is None else (
+                f"window {format_duration(group.window_ms)}: events + expiry markers at t + window"
+            )
+            lines.append(f"  group {group.name}: {what}; features {', '.join(group.features)}")
+            if group.sink_directory is not None:
+                lines.append(f"    -> {group.sink_directory}")
+        return "\n".join(lines) + "\n\n" + self.sql_text()
+
+
+def group_name(window_ms: int | None) -> str:
+    return PROJECTIONS if window_ms is None else f"w_{format_duration(window_ms)}"
+
+
+def _aggregate(feature: Feature, dtype: ValueType) -> str:
+    col = None if feature.column is None else q(feature.column)
+    out = flink_sql_type(dtype)
+    if feature.agg == "count":
+        expr = f"COUNT({q(EVENT_FLAG) if col is None else col}) OVER w"
+    elif feature.agg == "approx_count_distinct":
+        expr = f"COUNT(DISTINCT {col}) OVER w"
+    elif feature.agg == "sum":
+        expr = f"COALESCE(SUM({col}) OVER w, CAST(0 AS {out}))"
+    elif feature.agg == "avg":
+        expr = f"AVG(CAST({col} AS DOUBLE)) OVER w"
+    elif feature.agg in ("min", "max"):
+        expr = f"{feature.agg.upper()}({col}) OVER w"
+    else:
+        expr = f"LAST_VALUE({col}) OVER w"
+    return f"CAST({expr} AS {out}) AS {q(feature.name)}"
+
+
+def _value_types(table: FeatureTable, source: Source) -> dict[str, ValueType]:
+    types: dict[str, ValueType] = {}
+    for feature in table.features:
+        if feature.column is not None:
+            dtype = source.columns[feature.column].dtype
+            if dtype is None:
+                raise ValidationError(f"column {feature.column!r} of source {source.name!r} has no value type")
+            types[feature.column] = dtype
+    return types
+
+
+def _branch(
+    from_table: str,
+    keys: Sequence[tuple[str, ValueType]],
+    values: dict[str, ValueType],
+    source: Source,
+    where: str,
+    *,
+    marker_ms: int | None,
+) -> str:
+    event_time = f"CAST({q(source.event_time)} AS BIGINT)"
+    cols = [f"CAST({q(k)} AS {flink_sql_type(t)}) AS {q(k)}" for k, t in keys]
+    cols.append(q(ROWTIME))
+    version_time = event_time if marker_ms is None else f"{event_time} + {marker_ms}"
+    cols.append(f"{version_time} AS {q(VERSION_TIME)}")
+    cols.append(q(SEQ_COLUMN))
+    cols.append(f"1 AS {q(EVENT_FLAG)}" if marker_ms is None else f"CAST(NULL AS INT) AS {q(EVENT_FLAG)}")
+    for name, dtype in values.items():
+        value = q(name) if marker_ms is None else "NULL"
+        cols.append(f"CAST({value} AS {flink_sql_type(dtype)}) AS {q(name)}")
+    on_time = f"(CURRENT_WATERMARK({q(ROWTIME)}) IS NULL OR {q(ROWTIME)} > CURRENT_WATERMARK({q(ROWTIME)}))"
+    return f"  SELECT {', '.join(cols)}\n  FROM {q(from_table)}\n  WHERE {where} AND {on_time}"
+
+
+def _names(table: str) -> tuple[str, str]:
+    return f"__events_{table}", f"__expiry_{table}_"
+
+
+def compile_table(
+    definitions: Definitions,
+    table_name: str,
+    binding: Binding,
+    *,
+    history_root: str | None = None,
+    kafka_bootstrap: str | None = None,
+    sink: FileSink | None = None,
+    bounded: bool = False,
+    watermark_on_event: bool = False,
+) -> CompiledPlan:
+    """Compile ``table_name`` for ``binding``: ``stream`` needs ``kafka_bootstrap``, ``batch``
+    needs ``history_root``. Without ``sink`` the groups carry SELECTs only (for ``explain``).
+
+    ``bounded`` (stream only) stops at the offsets latest at start; ``watermark_on_event``
+    (stream only) emits a watermark after every record instead of every 200 ms.
+    """
+    table = definitions.feature_table(table_name)
+    source = definitions.source(table.source)
+    schema = definitions.table_schema(table_name)
+    events_table, marker_prefix = _names(table.name)
+    windows = sorted({f.window_ms for f in table.features if f.window_ms is not None})
+    marker_tables = {w: f"{marker_prefix}{group_name(w)}" for w in windows}
+    if binding == "stream":
+        if kafka_bootstrap is None:
+            raise ValidationError("the stream binding needs kafka_bootstrap")
+        declaration = flink_sql.stream_source(
+            source, table=table.name, kafka_bootstrap=kafka_bootstrap, bounded=bounded, on_event=watermark_on_event
+        )
+    elif binding == "batch":
+        if history_root is None:
+            raise ValidationError("the batch binding needs history_root")
+        declaration = flink_sql.batch_source(source, history_root=history_root)
+    else:
+        raise ValidationError(f"unknown binding {binding!r}; use stream or batch")
+    source_ddl = flink_sql.source_tables(source, declaration, events_table=events_table, marker_tables=marker_tables)
+
+    keys = [(k.name, k.dtype) for k in schema.keys]
+    key_list = ", ".join(q(k) for k, _ in keys)
+    values = _value_types(table, source)
+    where = " AND ".join(flink_sql.condition_sql(c) for c in table.filter) or "TRUE"
+    by_window: dict[int | None, list[Feature]] = {}
+    for feature in table.features:
+        by_window.setdefault(feature.window_ms, []).append(feature)
+    groups = []
+    for window_ms, features in sorted(by_window.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0)):
+        name = group_name(window_ms)
+        branches = [_branch(events_table, keys, values, source, where, marker_ms=None)]
+        if window_ms is None:
+            frame = "UNBOUNDED PRECEDING"
+        else:
+            branches.append(_branch(marker_tables[window_ms], keys, values, source, where, marker_ms=window_ms))
+            frame = f"{flink_sql.interval(window_ms - 1)} PRECEDING"
+        aggregates = ",\n  ".join(_aggregate(f, schema.feature(f.name).dtype) for f in features)
+        select = (
+            f"SELECT {key_list}, {q(VERSION_TIME)} AS {q(VERSION_MS)}, {q(SEQ_COLUMN)} AS {q(SEQ)},\n  {aggregates}\n"
+            f"FROM (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
+            f"WINDOW w AS (PARTITION BY {key_list} ORDER BY {q(ROWTIME)} RANGE BETWEEN {frame} AND CURRENT ROW)"
+        )
+        columns = {*schema.key_names, VERSION_MS, SEQ, *(f.name for f in features)}
+        arrow = pa.schema([f for f in schema.arrow_schema() if f.name in columns])
+        sink_table = sink_ddl = directory = None
+        if sink is not None:
+            sink_table = f"__sink_{table.name}_{name}"
+            sink_columns = [(k, flink_sql_type(t)) for k, t in keys] + [(VERSION_MS, "BIGINT"), (SEQ, "BIGINT")]
+            sink_columns += [(f.name, flink_sql_type(schema.feature(f.name).dtype)) for f in features]
+            sink_ddl = sink.ddl(sink_table, sink_columns, table.name, name)
+            directory = sink.directory(table.name, name)
+        groups.append(
+            GroupPlan(name, window_ms, tuple(f.name for f in features), select, sink_table, sink_ddl, directory, arrow)
+        )
+    return CompiledPlan(table.name, binding, source.name, tuple(source_ddl), tuple(groups), schema)

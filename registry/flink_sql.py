@@ -1,0 +1,269 @@
+"""Flink SQL text for the compiler: quoting, literals, column types and the source tables.
+
+Everything here is text; nothing imports PyFlink. The only strings that reach SQL verbatim are
+names checked by :func:`featurestore.schema.check_name` (quoted with backticks anyway), Kafka
+topics checked by :func:`registry.rules.topic_name`, batch layouts checked by
+:func:`registry.rules.batch_layout` and numbers. Filter values, which are user text, are written
+as Unicode-escaped literals (``U&'\\0061'``) so no character of them is SQL syntax; paths and
+bootstrap addresses from the configuration are checked against a strict pattern first.
+
+The source of a plan is declared once for events and once per window size for expiry markers.
+Every declaration has the same columns: the source's Avro fields, then
+
+* ``__seq``: the position in source order (see :func:`stream_source` and :func:`batch_source`),
+* ``__rt``: the row time with a watermark ``allowed_lateness`` behind it; for events
+  ``TO_TIMESTAMP_LTZ(event_time, 3)``, for the markers of window ``W``
+  ``TO_TIMESTAMP_LTZ(event_time + W, 3)`` (the time the event leaves the window).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from featurestore.errors import ValidationError
+from featurestore.schema import RESERVED_COLUMNS, check_name
+
+from registry import rules
+from registry.models import Condition, Source
+
+ROWTIME = "__rt"
+SEQ_COLUMN = "__seq"
+#: Kafka seq = offset * SEQ_PARTITIONS + partition: increasing with the offset inside a partition.
+SEQ_PARTITIONS = 10_000
+_PRIMITIVES = {
+    "int": "INT",
+    "long": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "string": "STRING",
+    "boolean": "BOOLEAN",
+    "bytes": "BYTES",
+}
+#: The batch binding's watermark delay (100 years): fire at the end of input (see :func:`batch_source`).
+HOLD_MS = -1
+_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+# Configuration strings that end up inside quotes: paths and host:port lists, nothing else.
+_SAFE_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9_./:=@+-]*$|^/[A-Za-z0-9_./=@+-]*$")
+_SAFE_BOOTSTRAP = re.compile(r"^[A-Za-z0-9_.-]+:\d{1,5}(,[A-Za-z0-9_.-]+:\d{1,5})*$")
+
+
+def q(name: str) -> str:
+    """A checked name as a backtick-quoted identifier (internal names start with ``__``; the
+    reserved ``version_ms`` and ``seq`` are the storage layout's own)."""
+    if not name.startswith("__") and name not in RESERVED_COLUMNS:
+        check_name(name, what="identifier")
+    return f"`{name}`"
+
+
+def string_literal(text: str) -> str:
+    """``text`` as a Flink SQL string literal in which every character is a Unicode escape."""
+    escaped = "".join(f"\\{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\+{ord(c):06x}" for c in text)
+    return f"U&'{escaped}'"
+
+
+def literal(value: Any) -> str:
+    """A filter value as a SQL literal: booleans, integers, finite floats, strings."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return f"CAST({int(value)} AS BIGINT)"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"filter value {value!r} is not a finite number")
+        return f"CAST({float(value)!r} AS DOUBLE)"
+    if isinstance(value, str):
+        return string_literal(value)
+    raise ValidationError(f"filter value {value!r} of type {type(value).__name__} cannot be compiled")
+
+
+def condition_sql(cond: Condition) -> str:
+    """One filter condition (the registry's semantics, as in :mod:`registry.reference`)."""
+    col = q(cond.column)
+    if cond.op == "is_null":
+        return f"{col} IS NULL"
+    if cond.op == "not_null":
+        return f"{col} IS NOT NULL"
+    if cond.op in ("in", "not_in"):
+        values = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+        items = ", ".join(literal(v) for v in values)
+        return f"{col} {'IN' if cond.op == 'in' else 'NOT IN'} ({items})"
+    return f"{col} {_OPS[cond.op]} {literal(cond.value)}"
+
+
+def interval(ms: int) -> str:
+    """A day-time interval literal of ``ms`` milliseconds: ``INTERVAL 'D HH:MM:SS.fff' DAY TO SECOND(3)``."""
+    if ms < 0:
+        raise ValidationError(f"an interval cannot be negative ({ms} ms)")
+    seconds, millis = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    precision = max(2, len(str(days)))
+    return f"INTERVAL '{days} {hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}' DAY({precision}) TO SECOND(3)"
+
+
+def _flink_type(avro: Any, column: str) -> str:
+    """The Flink SQL type of an Avro field type, nullability included; the Avro binary encoding
+    of the result equals the field's, so the Kafka ``avro`` format decodes the producer's bytes."""
+    if isinstance(avro, list):
+        non_null = [t for t in avro if t != "null"]
+        if len(avro) == 2 and avro[0] == "null" and len(non_null) == 1:
+            return _flink_type(non_null[0], column).removesuffix(" NOT NULL")
+        raise ValidationError(
+            f"column {column!r}: Avro union {avro!r} is not supported",
+            hint='use ["null", T] (null first) for an optional field',
+        )
+    if isinstance(avro, dict):
+        kind = avro.get("type")
+        if kind == "array":
+            return f"ARRAY<{_flink_type(avro.get('items'), column)}> NOT NULL"
+        if isinstance(kind, str) and kind in _PRIMITIVES:
+            return _flink_type(kind, column)
+        raise ValidationError(f"column {column!r}: Avro type {kind!r} is not supported by the Flink compiler")
+    if isinstance(avro, str) and avro in _PRIMITIVES:
+        return f"{_PRIMITIVES[avro]} NOT NULL"
+    raise ValidationError(f"column {column!r}: Avro type {avro!r} is not supported by the Flink compiler")
+
+
+def source_columns(source: Source) -> list[str]:
+    """The physical columns of the source's Avro record, in schema order, as DDL lines."""
+    return [f"{q(c.name)} {_flink_type(c.avro, c.name)}" for c in source.columns.values()]
+
+
+def _options(options: dict[str, str]) -> str:
+    return ",\n  ".join(f"'{k}' = '{v}'" for k, v in options.items())
+
+
+def _table(name: str, columns: list[str], event_time_expr: str, lateness_ms: int, options: dict[str, str]) -> str:
+    # Flink takes day precision <= 4 in a watermark expression: the hold is a year-month interval.
+    delay = "INTERVAL '100' YEAR(3)" if lateness_ms == HOLD_MS else interval(lateness_ms)
+    body = ",\n  ".join(
+        [
+            *columns,
+            f"{q(ROWTIME)} AS TO_TIMESTAMP_LTZ({event_time_expr}, 3)",
+            f"WATERMARK FOR {q(ROWTIME)} AS {q(ROWTIME)} - {delay}",
+        ]
+    )
+    return f"CREATE TEMPORARY TABLE {q(name)} (\n  {body}\n) WITH (\n  {_options(options)}\n)"
+
+
+def check_config_path(path: str, what: str) -> str:
+    if not _SAFE_PATH.match(path) or ".." in path.split("/"):
+        raise ValidationError(
+            f"{what} {path!r} cannot be used in a Flink table",
+            hint="use an absolute path or a URI of letters, digits and _ . / : = @ + -",
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class SourceDeclaration:
+    """How one binding reads a source: the table options and the position columns (for ``__seq``)."""
+
+    options: dict[str, str]
+    position_columns: tuple[str, ...]
+    seq_expr: str
+    watermark_delay_ms: int | None = None  # None: the source's allowed lateness
+
+
+def stream_source(
+    source: Source, *, table: str, kafka_bootstrap: str, bounded: bool, on_event: bool
+) -> SourceDeclaration:
+    """The Kafka binding: the topic from the earliest offset, in the binding's format.
+
+    ``__seq`` = ``offset * 10000 + partition`` (at most 10,000 partitions): it grows with the offset
+    inside a partition, which is Kafka's only order. ``bounded`` stops at the offsets that are
+    latest when the job starts (tests, one-off runs); ``on_event`` emits a watermark after every
+    record instead of periodically (deterministic lateness in tests).
+    """
+    if source.stream is None:
+        raise ValidationError(f"source {source.name!r} has no stream binding")
+    if not _SAFE_BOOTSTRAP.match(kafka_bootstrap):
+        raise ValidationError(f"Kafka bootstrap servers {kafka_bootstrap!r} are not a host:port list")
+    topic = rules.topic_name(source.stream.topic)
+    options = {
+        "connector": "kafka",
+        "topic": topic,
+        "properties.bootstrap.servers": kafka_bootstrap,
+        "properties.group.id": f"featurestore.{check_name(table, what='feature table')}",
+        "scan.startup.mode": "earliest-offset",
+        "format": source.stream.format,
+    }
+    if bounded:
+        options["scan.bounded.mode"] = "latest-offset"
+    if on_event:
+        options["scan.watermark.emit.strategy"] = "on-event"
+    return SourceDeclaration(
+        options,
+        (
+            f"{q('__partition')} INT METADATA FROM 'partition' VIRTUAL",
+            f"{q('__offset')} BIGINT METADATA FROM 'offset' VIRTUAL",
+        ),
+        f"{q('__offset')} * {SEQ_PARTITIONS} + {q('__partition')}",
+    )
+
+
+def layout_root_and_regex(history_root: str, layout: str) -> tuple[str, str]:
+    """The directory a layout's files live under (everything before the first placeholder or
+    wildcard) and a regex matching the absolute paths of its files (for ``source.path.regex-pattern``)."""
+    rules.batch_layout(layout)
+    root = check_config_path(history_root.rstrip("/"), "history root")
+    parts = layout.split("/")
+    static: list[str] = []
+    for part in parts[:-1]:
+        if "{" in part or "*" in part:
+            break
+        static.append(part)
+    directory = "/".join([root, *static])
+    pattern = []
+    for part in parts[len(static) :]:
+        piece = re.escape(part).replace(r"\*", "[^/]*")
+        piece = piece.replace(r"\{date\}", r"\d{4}-\d{2}-\d{2}").replace(r"\{hour\}", r"\d{2}")
+        pattern.append(piece)
+    # Flink matches the regex against the file's absolute path, scheme included for a URI.
+    return directory, ".*/" + "/".join(pattern)
+
+
+def batch_source(source: Source, *, history_root: str) -> SourceDeclaration:
+    """The batch binding: the filesystem connector over the layout's static root directory,
+    recursively, keeping the files whose path matches the layout (``source.path.regex-pattern``).
+
+    ``__seq`` is 0: the filesystem connector exposes a file's path but no row position, and the
+    rows of a window group at one (key, time) carry equal values anyway. The ordered replay
+    (backfill) supplies real positions.
+
+    The watermark is held back 100 years (:data:`HOLD_MS`): the connector reads files in no
+    defined order (not path order), so a watermark ``allowed_lateness`` behind would drop events
+    of whichever file is read late. History is complete, so every event in it counts, as in the
+    reference; the OVER windows fire at the end of input. Cost: the job buffers its input in state.
+    """
+    if source.batch is None:
+        raise ValidationError(f"source {source.name!r} has no batch binding")
+    directory, regex = layout_root_and_regex(history_root, source.batch.path)
+    options = {
+        "connector": "filesystem",
+        "path": directory,
+        "source.path.regex-pattern": regex,
+        "format": source.batch.format,
+    }
+    return SourceDeclaration(options, (), "CAST(0 AS BIGINT)", HOLD_MS)
+
+
+def source_tables(
+    source: Source, declaration: SourceDeclaration, *, events_table: str, marker_tables: dict[int, str]
+) -> list[str]:
+    """CREATE statements: the events table and one expiry-marker table per window size."""
+    columns = [
+        *source_columns(source),
+        *declaration.position_columns,
+        f"{q(SEQ_COLUMN)} AS {declaration.seq_expr}",
+    ]
+    event_time = q(source.event_time)
+    lateness = source.allowed_lateness_ms if declaration.watermark_delay_ms is None else declaration.watermark_delay_ms
+    statements = [_table(events_table, columns, event_time, lateness, declaration.options)]
+    for window_ms, name in sorted(marker_tables.items()):
+        statements.append(_table(name, columns, f"{event_time} + {int(window_ms)}", lateness, declaration.options))
+    return statements

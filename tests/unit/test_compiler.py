@@ -1,0 +1,184 @@
+"""The compiler's SQL text (no JVM): plan shape, bindings, quoting, literals."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from featurestore.errors import ValidationError
+from registry import load_repo
+from registry.compiler import FileSink, compile_table
+from registry.flink_sql import interval, layout_root_and_regex, literal, string_literal
+from registry.models import BatchBinding, Condition, Entity, Feature, FeatureTable, JoinKey, Source, StreamBinding
+from registry.validate import build
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ctr"
+ROOT = "/data/history"
+KAFKA = "127.0.0.1:9092"
+
+
+@pytest.fixture(scope="module")
+def ctr():  # type: ignore[no-untyped-def]
+    return load_repo(EXAMPLE)
+
+
+def both(defs, table, sink=None):  # type: ignore[no-untyped-def]
+    stream = compile_table(defs, table, "stream", kafka_bootstrap=KAFKA, sink=sink)
+    batch = compile_table(defs, table, "batch", history_root=ROOT, sink=sink)
+    return stream, batch
+
+
+def test_one_over_window_per_window_size(ctr) -> None:  # type: ignore[no-untyped-def]
+    plan = compile_table(ctr, "user_click_features", "stream", kafka_bootstrap=KAFKA)
+    table = ctr.feature_table("user_click_features")
+    windows = {f.window_ms for f in table.features}
+    assert [g.window_ms for g in plan.groups] == sorted(windows, key=lambda w: (w is not None, w or 0))
+    for group in plan.groups:
+        assert group.select.count("WINDOW w AS") == 1
+        assert group.select.count("OVER w") == len(group.features)
+        assert "OVER (" not in group.select
+    assert sum(len(g.features) for g in plan.groups) == len(table.features)
+
+
+def test_markers_only_for_windowed_groups(ctr) -> None:  # type: ignore[no-untyped-def]
+    plan = compile_table(ctr, "user_click_features", "batch", history_root=ROOT)
+    for group in plan.groups:
+        if group.window_ms is None:
+            assert "UNION ALL" not in group.select and "__expiry_" not in group.select
+            assert "UNBOUNDED PRECEDING" in group.select
+        else:
+            assert group.select.count("UNION ALL") == 1
+            assert f"+ {group.window_ms} AS `__vt`" in group.select
+            assert interval(group.window_ms - 1) + " PRECEDING" in group.select
+    marker_tables = [d for d in plan.source_ddl if "`__expiry_" in d.split("(")[0]]
+    assert len(marker_tables) == len({g.window_ms for g in plan.groups if g.window_ms is not None})
+
+
+def test_text_after_the_source_is_the_same_for_both_bindings(ctr) -> None:  # type: ignore[no-untyped-def]
+    for table in ctr.feature_tables:
+        stream, batch = both(ctr, table.name, FileSink("/tmp/out"))
+        assert stream.core_sql() == batch.core_sql()
+        assert stream.source_ddl != batch.source_ddl
+        assert "'connector' = 'kafka'" in stream.source_ddl[0]
+        assert "'connector' = 'filesystem'" in batch.source_ddl[0]
+        assert stream.sql_text().endswith(stream.core_sql() + ";\n")
+
+
+def test_sources_declare_the_same_columns(ctr) -> None:  # type: ignore[no-untyped-def]
+    stream, batch = both(ctr, "user_click_features")
+    for s, b in zip(stream.source_ddl, batch.source_ddl, strict=True):
+        columns = lambda ddl: re.findall(r"^  (`[a-z_]+`) ", ddl, re.M)  # noqa: E731
+        assert [c for c in columns(s) if c not in ("`__partition`", "`__offset`")] == columns(b)
+    assert "'scan.startup.mode' = 'earliest-offset'" in stream.source_ddl[0]
+    assert "METADATA FROM 'offset'" in stream.source_ddl[0]
+    assert "'source.path.regex-pattern'" in batch.source_ddl[0]
+    assert "INTERVAL '100' YEAR(3)" in batch.source_ddl[0]  # batch: fire at end of input
+    assert "INTERVAL '0 00:05:00.000'" in stream.source_ddl[0]  # allowed_lateness 5m
+
+
+def test_storage_layout_per_group(ctr) -> None:  # type: ignore[no-untyped-def]
+    plan = compile_table(ctr, "item_click_features", "stream", kafka_bootstrap=KAFKA, sink=FileSink("/tmp/o"))
+    for group in plan.groups:
+        assert group.arrow_schema.names == ["item_id", "version_ms", "seq", *group.features]
+        assert group.sink_ddl is not None and "'format' = 'json'" in group.sink_ddl
+        assert group.insert.startswith(f"INSERT INTO `{group.sink_table}`")
+
+
+def test_every_identifier_is_quoted(ctr) -> None:  # type: ignore[no-untyped-def]
+    table = ctr.feature_table("user_click_features")
+    plan = compile_table(ctr, table.name, "stream", kafka_bootstrap=KAFKA)
+    text = plan.sql_text()
+    for name in [*table.feature_names, "user_id", "item_id", "dwell_ms", "ts", "version_ms", "seq"]:
+        assert re.search(rf"(?<![`\w]){name}(?![`\w])", text) is None, name
+
+
+def _defs(feature_name: str = "n", filter_value: object = "x") -> object:
+    schema = {
+        "type": "record",
+        "name": "e",
+        "fields": [
+            {"name": "user_id", "type": "string"},
+            {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "kind", "type": "string"},
+        ],
+    }
+    return build(
+        [
+            Entity(name="user", join_keys=(JoinKey(name="user_id"),)),
+            Source(
+                name="ev",
+                avro_schema=schema,
+                event_time="ts",
+                stream=StreamBinding(topic="ev"),
+                batch=BatchBinding(path="ev/{date}/*.avro"),
+            ),
+            FeatureTable(
+                name="t",
+                entity="user",
+                source="ev",
+                features=(Feature(name=feature_name, agg="count", window="1m"),),
+                filter=(Condition(column="kind", op="==", value=filter_value),),
+            ),
+        ]
+    )
+
+
+def test_a_feature_name_cannot_inject() -> None:
+    with pytest.raises(ValueError):
+        _defs(feature_name="n` BIGINT) WITH ('connector'='blackhole') --")
+    with pytest.raises(ValueError):
+        _defs(feature_name="version_ms")
+
+
+def test_filter_values_are_escaped_literals() -> None:
+    nasty = "x'); DROP TABLE t; --`"
+    plan = compile_table(_defs(filter_value=nasty), "t", "stream", kafka_bootstrap=KAFKA)  # type: ignore[arg-type]
+    text = plan.sql_text()
+    assert nasty not in text and "DROP" not in text
+    assert string_literal(nasty) in text
+    assert string_literal("é😀") == "U&'\\00e9\\+01f600'"
+    assert literal(3) == "CAST(3 AS BIGINT)" and literal(True) == "TRUE" and literal(0.5) == "CAST(0.5 AS DOUBLE)"
+    with pytest.raises(ValidationError):
+        literal(float("nan"))
+
+
+def test_config_strings_are_checked() -> None:
+    defs = _defs()
+    with pytest.raises(ValidationError):
+        compile_table(defs, "t", "stream", kafka_bootstrap="h:1' , 'x' = 'y")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        compile_table(defs, "t", "batch", history_root="/tmp/it's")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        compile_table(defs, "t", "batch")  # type: ignore[arg-type]
+
+
+def test_layout_root_and_regex() -> None:
+    root, regex = layout_root_and_regex("hdfs://nn:8020/h/", "events/clicks/dt={date}/hour={hour}/*.avro")
+    assert root == "hdfs://nn:8020/h/events/clicks"
+    pattern = re.compile(regex)
+    assert pattern.fullmatch("hdfs://nn:8020/h/events/clicks/dt=2026-11-01/hour=03/part-00000.avro")
+    assert not pattern.fullmatch("hdfs://nn:8020/h/events/clicks/dt=2026-11-01/hour=03/x.parquet")
+    assert not pattern.fullmatch("hdfs://nn:8020/h/events/clicks/dt=2026-11-01/part-00000.avro")
+    assert layout_root_and_regex("/h", "ev/{date}/*.avro")[0] == "/h/ev"
+
+
+def test_interval_literals() -> None:
+    assert interval(59_999) == "INTERVAL '0 00:00:59.999' DAY(2) TO SECOND(3)"
+    assert interval(30 * 86_400_000 - 1) == "INTERVAL '29 23:59:59.999' DAY(2) TO SECOND(3)"
+
+
+def test_explain_names_groups(ctr) -> None:  # type: ignore[no-untyped-def]
+    text = compile_table(ctr, "user_click_features", "batch", history_root=ROOT).explain()
+    assert "group w_10m" in text and "group projections" in text
+
+
+def test_compiling_does_not_load_flink() -> None:
+    code = (
+        "import sys; import registry.compiler, ingestion.runner; "
+        "assert not any(m.startswith(('pyflink', 'py4j')) for m in sys.modules), 'flink loaded'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
