@@ -63,3 +63,8 @@ def test_bad_files_are_config_errors(tmp_path: Path, text: str, match: str) -> N
 def test_wrong_type_in_environment_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"flink\.parallelism"):
         load_config(tmp_path, environ={"FEATURESTORE_FLINK__PARALLELISM": "many"})
+
+
+def test_other_featurestore_variables_are_not_config_fields(tmp_path: Path) -> None:
+    env = {"FEATURESTORE_KEEP_SERVICES": "1", "FEATURESTORE_ROOT": "/x", "FEATURESTORE_ONLINE_CACHE": "redis://e:1/0"}
+    assert load_config(tmp_path, environ=env).online_cache == "redis://e:1/0"
