@@ -109,12 +109,15 @@ def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, An
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """``FEATURESTORE_A__B=v`` -> ``{"a": {"b": "v"}}`` (PROFILE and REPO are not fields)."""
+    """``FEATURESTORE_A__B=v`` -> ``{"a": {"b": "v"}}`` for the profile's fields; other
+    ``FEATURESTORE_*`` variables (PROFILE, REPO, KEEP_SERVICES, ROOT, ...) are not config fields."""
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in (f"{ENV_PREFIX}PROFILE", f"{ENV_PREFIX}REPO"):
+        if not name.startswith(ENV_PREFIX):
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in ProfileConfig.model_fields:
+            continue
         node = overrides
         for part in path[:-1]:
             node = node.setdefault(part, {})
