@@ -28,13 +28,14 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules are imported here, not at the top, so each stays importable on its own.
-    from sdk.cli import demo, registry, services
+    from sdk.cli import demo, registry, serve, services
 
     main.add_command(services.services)
     main.add_command(registry.plan)
     main.add_command(registry.apply)
     main.add_command(registry.registry_group)
     main.add_command(demo.demo)
+    main.add_command(serve.serve)
 
 
 _register()
