@@ -3,12 +3,16 @@
     .venv/bin/python bench/pit_export.py --quick    # 100k samples x 1M versions per table, < 1 min
     .venv/bin/python bench/pit_export.py            # 1M samples x 10M versions per table (3 tables, 20 features)
     .venv/bin/python bench/pit_export.py --scale    # 10M samples x 100M versions per table: ours only, 8 GiB bound
+    ... --written one      # versions carry the offline log's _written column, one write-set per table
+    ... --written groups   # each table's features in 2 window groups, each row written by one group
 
 Data (numpy, seeded) is written once as Parquet; each measured run is a fresh subprocess reading
 those files and writing Parquet, so its wall time and peak RSS (getrusage) are its own. The
 baseline is the plain ASOF JOIN query with only what it needs to give the same output (TTL as a
 CASE, ORDER BY sample row); the generated versions have unique (key, time) and no null cells,
-so it needs no seq tie-break or null handling. Both outputs are compared row for row.
+so it needs no seq tie-break or null handling. With ``--written groups`` the baseline runs one
+ASOF JOIN per (table, group) over the rows of that group (``WHERE _written = ...``), which is
+what the data needs. Both outputs are compared row for row.
 Prints a table and, as the last line, a JSON object (also saved to bench/results/pit_export.json).
 """
 
@@ -52,7 +56,13 @@ def schemas() -> list[Any]:
     ]
 
 
-def generate(work: Path, samples: int, versions: int, keys: int, seed: int = 7) -> None:
+def groups_of(name: str, n: int, written: str) -> list[list[str]]:
+    """The write groups of a table's features: one, or the first and second half (``groups``)."""
+    names = [f"{name}_f{i}" for i in range(n)]
+    return [names[: n // 2], names[n // 2:]] if written == "groups" else [names]
+
+
+def generate(work: Path, samples: int, versions: int, keys: int, written: str = "none", seed: int = 7) -> None:
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(START + DAY, START + SPAN_DAYS * DAY, samples))
     cols = {"sample_id": np.arange(samples), "event_time": pa.array(t, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))}
@@ -77,6 +87,14 @@ def generate(work: Path, samples: int, versions: int, keys: int, seed: int = 7) 
             seq += len(k)
             for i in range(n):
                 data[f"{name}_f{i}"] = rng.random(len(k))
+            if written != "none":
+                groups = groups_of(name, n, written)
+                which = np.arange(len(k)) % len(groups)  # each row written by one group
+                for g, features in enumerate(groups):
+                    for f in features:
+                        data[f] = pa.array(data[f], mask=which != g)  # not written: null
+                labels = np.array([",".join(sorted(f)) for f in groups], dtype=object)
+                data["_written"] = pa.array(labels[which], pa.string())
             pq.write_table(pa.table(data), out / f"part-{part:04d}.parquet")
 
 
@@ -95,14 +113,20 @@ def run_baseline(work: Path, out: Path) -> dict[str, Any]:
 
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(work),
                                  "preserve_insertion_order": False})
+    written = (work / "written").read_text()
     select, joins = ["s.*"], []
     for (name, key, n, ttl) in TABLES:
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{work / name}/*.parquet')")
-        joins.append(f"ASOF LEFT JOIN {name} ON s.{key} = {name}.{key} AND s.t >= {name}.version_ms")
+        groups = groups_of(name, n, written)
+        for g, features in enumerate(groups):
+            view = f"{name}_{g}"
+            where = f"WHERE _written = '{','.join(sorted(features))}'" if len(groups) > 1 else ""
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{work / name}/*.parquet') {where}")
+            joins.append(f"ASOF LEFT JOIN {view} ON s.{key} = {view}.{key} AND s.t >= {view}.version_ms")
         for i in range(n):
-            col = f"{name}.{name}_f{i}"
-            visible = f"CASE WHEN {name}.version_ms > s.t - {ttl} THEN {col} END"
-            select.append(col if ttl is None else f"{visible} AS {name}_f{i}")
+            view = f"{name}_{next(g for g, fs in enumerate(groups) if f'{name}_f{i}' in fs)}"
+            col = f"{view}.{name}_f{i}"
+            visible = f"CASE WHEN {view}.version_ms > s.t - {ttl} THEN {col} END"
+            select.append(f"{col} AS {name}_f{i}" if ttl is None else f"{visible} AS {name}_f{i}")
     sql = (f"SELECT {', '.join(select)} FROM (SELECT *, epoch_ms(event_time) AS t, row_number() OVER () AS rid "
            f"FROM read_parquet('{work}/samples.parquet')) s {' '.join(joins)} ORDER BY s.rid")
     con.execute(f"COPY (SELECT * EXCLUDE (t, rid) FROM ({sql})) TO '{out}' (FORMAT parquet)")
@@ -138,7 +162,7 @@ def same_output(a: Path, b: Path) -> bool:
         offset += batch.num_rows
         if not pa.Table.from_batches([batch]).cast(part.schema).equals(part):  # same names, maybe other units
             return False
-    return offset == rb.num_rows
+    return bool(offset == rb.num_rows)
 
 
 def main() -> None:
@@ -146,6 +170,8 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true")
     size.add_argument("--scale", action="store_true")
+    parser.add_argument("--written", choices=["none", "one", "groups"], default="none",
+                        help="versions without _written (default), with one write-set, or 2 groups per table")
     parser.add_argument("--child", choices=["ours", "baseline"])
     parser.add_argument("--work")
     args = parser.parse_args()
@@ -157,13 +183,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pit-bench-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        generate(work, samples, versions, keys)
+        generate(work, samples, versions, keys, args.written)
+        (work / "written").write_text(args.written)
         gen_seconds = time.perf_counter() - start
         ours = measure("ours", work)
         base = None if mode == "scale" else measure("baseline", work)
         equal = None if base is None else same_output(Path(ours["output"]), Path(base["output"]))
     result = {
-        "mode": mode, "samples": samples, "versions_per_table": versions, "tables": len(TABLES),
+        "mode": mode, "written": args.written, "samples": samples, "versions_per_table": versions,
+        "tables": len(TABLES),
         "features": sum(t[2] for t in TABLES), "generate_seconds": round(gen_seconds, 2),
         "ours_seconds": round(ours["seconds"], 2), "duckdb_asof_seconds": None if base is None else round(
             base["seconds"], 2),
@@ -180,6 +208,8 @@ def main() -> None:
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "pit_export.json" if mode != "scale" else "pit_export_scale.json"
+    if args.written != "none":
+        name = name.replace(".json", f"_written_{args.written}.json")
     (out_dir / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 

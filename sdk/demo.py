@@ -32,7 +32,6 @@ from featurestore.datagen import CtrLogSpec, generate
 from featurestore.offline.log import OfflineLog
 from featurestore.pit.engine import ExportOptions, export, get_historical_features
 from featurestore.pit.sources import FeatureSource
-from featurestore.schema import TableSchema
 from featurestore.storage.online import open_online_cache
 from featurestore.storage.versioned import open_versioned_store
 from featurestore.time_semantics import from_millis
@@ -63,14 +62,6 @@ def _step(console: Console, report: DemoReport, title: str) -> Iterator[list[str
     for note in notes:
         console.print(f"  {note}")
     console.print(f"  [dim]{seconds:.1f} s[/dim]")
-
-
-def _full_batch(schema: TableSchema, group: pa.Table) -> pa.Table:
-    """A group's versions in the table's layout: features of other groups are null (not written)."""
-    columns = {name: group[name] for name in group.column_names}
-    arrow = schema.arrow_schema()
-    arrays = [columns[f.name] if f.name in columns else pa.nulls(group.num_rows, f.type) for f in arrow]
-    return pa.Table.from_arrays(arrays, schema=arrow)
 
 
 def _auc(labels: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> float:
@@ -169,7 +160,7 @@ def run_demo(
             offline_tables[table.name] = offline.ensure_table(schema)
             versions = 0
             for group in reference.feature_versions(definitions, table.name, history[table.source]):
-                batch = _full_batch(schema, group.versions)
+                batch = group.versions  # only this group's features: a batch writes the columns it has
                 cells += store.put(table.name, batch)
                 online.write(table.name, batch)
                 offline_tables[table.name].append(batch)

@@ -4,7 +4,16 @@ Layout of a log table (derived from :meth:`TableSchema.arrow_schema`, so type co
 :mod:`featurestore.types`):
 
 * the key columns, ``version_ms`` (epoch ms UTC) and ``seq`` (source order), all required;
-* one optional column per feature (null = this version did not set the feature);
+* one optional column per feature: the value a row writes, null being an explicit null value;
+* ``_written`` (:data:`featurestore.schema.WRITTEN`): which features the row writes, as the
+  sorted comma-separated names (:func:`featurestore.schema.write_set`). A versions batch writes
+  exactly the feature columns it has (:mod:`featurestore.schema`), and the log has every feature
+  column, so absence is recorded here, filled at append from the batch's columns. A feature not
+  in a row's ``_written`` was not written by that version: its cell is null and means nothing.
+  One value per write-set (in practice: per window group of the table), so Parquet stores the
+  column dictionary-encoded, a few bits per row. Rows appended before the column existed read
+  ``_written`` null, which means "every feature written" (their nulls become explicit nulls);
+  there is no limit on the number of features;
 * ``_version_time``: ``version_ms`` as a ``timestamptz`` (microseconds), the partition source.
   The table is partitioned by ``day(_version_time)`` (partition field ``version_day``): pyiceberg
   0.8.1 writes ``day`` transforms, so no extra date column is needed. Scans bounded by version
@@ -35,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.errors import NotFoundError, StoreError, ValidationError
-from featurestore.schema import SEQ, VERSION_MS, TableSchema
+from featurestore.schema import SEQ, VERSION_MS, WRITTEN, TableSchema, batch_features, write_set
 from featurestore.time_semantics import from_millis
 from featurestore.types import from_arrow
 
@@ -156,7 +165,13 @@ class OfflineLog:
 def _log_arrow_schema(schema: TableSchema) -> pa.Schema:
     base = schema.arrow_schema()
     at = len(schema.keys) + 2
-    return base.insert(at, pa.field(VERSION_TIME, pa.timestamp("us", tz="UTC"), nullable=False))
+    base = base.insert(at, pa.field(VERSION_TIME, pa.timestamp("us", tz="UTC"), nullable=False))
+    return base.append(pa.field(WRITTEN, pa.string()))
+
+
+def _read_arrow_schema(schema: TableSchema) -> pa.Schema:
+    """What scans return: the batch layout with every feature, then ``_written``."""
+    return schema.arrow_schema().append(pa.field(WRITTEN, pa.string()))
 
 
 class OfflineTable:
@@ -201,7 +216,8 @@ class OfflineTable:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _conform(self, versions: pa.Table) -> pa.Table:
-        """Check and cast a batch to the log schema; features absent from the batch are null."""
+        """Check and cast a batch to the log schema; features absent from the batch are null and
+        left out of ``_written`` (a ``_written`` column in ``versions``, e.g. from a scan, is kept)."""
         where = f"versions of {self.schema.name}"
         target = _log_arrow_schema(self.schema)
         known = set(target.names)
@@ -212,6 +228,10 @@ class OfflineTable:
         for field in target:
             if field.name == VERSION_TIME:
                 columns.append(pc.cast(pc.multiply(columns[len(self.schema.keys)], 1000), field.type))
+                continue
+            if field.name == WRITTEN and WRITTEN not in versions.column_names:
+                written = write_set(batch_features(self.schema, versions.column_names))
+                columns.append(pa.repeat(pa.scalar(written, field.type), versions.num_rows))
                 continue
             if field.name not in versions.column_names:
                 if not field.nullable:
@@ -254,10 +274,14 @@ class OfflineTable:
 
     def _columns(self, features: Sequence[str] | None) -> tuple[str, ...]:
         if features is None:
-            return (*self.schema.key_names, VERSION_MS, SEQ, *self.schema.feature_names)
+            return (*self.schema.key_names, VERSION_MS, SEQ, *self.schema.feature_names, WRITTEN)
         for name in features:
             self.schema.feature(name)  # raises ValidationError for an unknown feature
-        return (*self.schema.key_names, VERSION_MS, SEQ, *features)
+        return (*self.schema.key_names, VERSION_MS, SEQ, *features, WRITTEN)
+
+    def _has_written(self) -> bool:
+        """False for a table created before ``_written`` and not since opened by ``ensure_table``."""
+        return WRITTEN in self._table.schema().column_names
 
     def _filter(self, start_ms: int | None, end_ms: int | None) -> BooleanExpression:
         from pyiceberg.expressions import AlwaysTrue, And, GreaterThanOrEqual, LessThan
@@ -275,15 +299,15 @@ class OfflineTable:
         self, start_ms: int | None, end_ms: int | None, features: Sequence[str] | None, snapshot_id: int | None
     ) -> Any:
         self._check_snapshot(snapshot_id)
+        columns = self._columns(features)
         return self._table.scan(
             row_filter=self._filter(start_ms, end_ms),
-            selected_fields=self._columns(features),
+            selected_fields=columns if self._has_written() else columns[:-1],
             snapshot_id=snapshot_id,
         )
 
     def _empty(self, features: Sequence[str] | None) -> pa.Table:
-        schema = self.schema.arrow_schema()
-        return schema.empty_table().select(list(self._columns(features)))
+        return _read_arrow_schema(self.schema).empty_table().select(list(self._columns(features)))
 
     def scan(
         self,
@@ -294,14 +318,17 @@ class OfflineTable:
         snapshot_id: int | None = None,
         dedupe: bool = False,
     ) -> pa.Table:
-        """Versions with ``start_ms <= version_ms < end_ms`` as Arrow, at a snapshot (default: current).
+        """Versions with ``start_ms <= version_ms < end_ms`` as Arrow, at a snapshot (default: current):
+        keys, ``version_ms``, ``seq``, the features, then ``_written`` (null: every feature).
 
         ``dedupe`` keeps one row per (keys, ``version_ms``, ``seq``) and sorts by them.
         """
         if snapshot_id is None and self.current_snapshot_id() is None:
             return self._empty(features)
         data: pa.Table = self._scan(start_ms, end_ms, features, snapshot_id).to_arrow()
-        target = self.schema.arrow_schema()
+        target = _read_arrow_schema(self.schema)
+        if WRITTEN not in data.column_names:
+            data = data.append_column(WRITTEN, pa.nulls(data.num_rows, pa.string()))
         data = data.select(list(self._columns(features)))
         data = data.cast(pa.schema([target.field(n) for n in data.column_names]))
         if dedupe:
@@ -328,7 +355,7 @@ class OfflineTable:
         features: Sequence[str] | None = None,
         snapshot_id: int | None = None,
     ) -> duckdb.DuckDBPyRelation:
-        """A bounded scan as a DuckDB relation on ``con``.
+        """A bounded scan as a DuckDB relation on ``con`` (the columns of :meth:`scan`, ``_written`` last).
 
         On a local warehouse DuckDB reads the snapshot's Parquet data files itself (streaming,
         with projection and filter pushdown); elsewhere (hdfs://) the scan goes through Arrow.
@@ -346,6 +373,8 @@ class OfflineTable:
             conditions.append(f"{VERSION_MS} < {int(end_ms)}")
         paths = [p for p in local if p is not None]
         source = con.read_parquet(paths, union_by_name=True)
+        if WRITTEN not in source.columns:  # every file predates the column: all features written
+            columns = columns.replace(f'"{WRITTEN}"', f'NULL::VARCHAR AS "{WRITTEN}"')
         return source.filter(" AND ".join(conditions)).project(columns)
 
 

@@ -1,8 +1,10 @@
 """The point-in-time engine: samples ASOF-joined to feature tables with DuckDB, chunked.
 
 For each sample at time T and each requested feature, the value is the one
-:func:`featurestore.time_semantics.pick_version` picks from that feature's non-null cells for the
-sample's key (see :mod:`featurestore.pit.query` for how the SQL gets there). The output is every
+:func:`featurestore.time_semantics.pick_version` picks from that feature's versions for the
+sample's key: the rows that write the feature (``_written``, :mod:`featurestore.schema`), an
+explicit null being a value like any other (see :mod:`featurestore.pit.query` for how the SQL
+gets there). The output is every
 sample column, in order, every row, in sample order, then one column per feature (null where
 nothing is visible), named after the feature, or ``table__feature`` when the name is taken.
 
@@ -41,6 +43,7 @@ from featurestore.pit.sources import (
     parse_refs,
 )
 from featurestore.pit.writers import MemorySink, Sink, open_sink
+from featurestore.schema import WRITTEN, TableSchema, parse_write_set
 from featurestore.types import arrow_type
 
 if TYPE_CHECKING:
@@ -114,17 +117,46 @@ def _plan(
         check_join_keys(source, sample_schema)
         wanted = [r.feature for r in refs if r.table == source.schema.name]
         b = bind(con, source, f"__fs_v{i}", wanted)
-        stats = (parquet_stats(b.files, wanted) if b.files else None) or table_stats(con, b.view, wanted)
+        stats = (parquet_stats(b.files) if b.files else None) or table_stats(con, b.view)
         keys = tuple((k, source.sample_key(k)) for k in source.schema.key_names)
         key_columns.update(col for _, col in keys)
-        feats = tuple((f, names[FeatureRef(source.schema.name, f)]) for f in wanted)
-        parts.append(TablePart(f"t{i}", b.view, keys, feats, source.schema.ttl_ms, stats))
+        write_sets = _write_sets(con, b) if stats.rows else []
+        for j, (group, written) in enumerate(write_groups(source.schema, wanted, write_sets)):
+            feats = tuple((f, names[FeatureRef(source.schema.name, f)]) for f in group)
+            parts.append(TablePart(f"t{i}_{j}", b.view, keys, feats, source.schema.ttl_ms, stats, written))
         bound.append(b)
     con.register(_SAMPLES_VIEW, samples.table.select([*sorted(key_columns), TIME, ROW_ID]))
     fields = [sample_schema.field(c) for c in samples.columns]
     by_table = {s.schema.name: s.schema for s in used}
     fields += [pa.field(names[r], arrow_type(by_table[r.table].feature(r.feature).dtype)) for r in refs]
     return _Plan(samples, tuple(parts), tuple(bound), pa.schema(fields), tuple(refs))
+
+
+def _write_sets(con: duckdb.DuckDBPyConnection, bound: BoundSource) -> list[str | None]:
+    """The distinct ``_written`` values of a bound source (``[None]``: no such column)."""
+    if not bound.has_written:
+        return [None]
+    rows = con.execute(f"SELECT DISTINCT {q(WRITTEN)} FROM {q(bound.view)}").fetchall()
+    return sorted((row[0] for row in rows), key=lambda v: (v is not None, v or ""))
+
+
+def write_groups(
+    schema: TableSchema, features: Sequence[str], write_sets: Sequence[str | None]
+) -> list[tuple[tuple[str, ...], tuple[str | None, ...] | None]]:
+    """The requested features grouped by the rows that write them: ``(features, written)`` per
+    group, ``written`` being the ``_written`` values of those rows, or None when every row writes
+    the group. Features no row writes are in no group (the output has them null)."""
+    writes = [parse_write_set(w, schema) for w in write_sets]
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for feature in features:
+        by = tuple(i for i, names in enumerate(writes) if feature in names)
+        if by:
+            groups.setdefault(by, []).append(feature)
+    everything = tuple(range(len(writes)))
+    return [
+        (tuple(group), None if by == everything else tuple(write_sets[i] for i in by))
+        for by, group in groups.items()
+    ]
 
 
 def _chunks(times: np.ndarray[Any, np.dtype[np.int64]], chunk_rows: int) -> list[tuple[int, int]]:
@@ -143,8 +175,11 @@ def _assemble(plan: _Plan, result: pa.RecordBatch, sample_table: pa.Table) -> pa
     columns = sample_table.take(rows).columns
     # the query groups features by table; the output keeps the requested order: match by name
     for field in list(plan.schema)[len(plan.samples.columns):]:
-        column = result.column(result.schema.get_field_index(field.name))
-        columns.append(pa.chunked_array([column.cast(field.type)], field.type))
+        at = result.schema.get_field_index(field.name)
+        if at < 0:  # a feature no version writes
+            columns.append(pa.chunked_array([pa.nulls(result.num_rows, field.type)], field.type))
+            continue
+        columns.append(pa.chunked_array([result.column(at).cast(field.type)], field.type))
     return pa.Table.from_arrays(columns, schema=plan.schema)
 
 

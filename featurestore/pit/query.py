@@ -1,6 +1,6 @@
-"""The SQL of one chunk of a point-in-time join: DuckDB ASOF JOINs, one per feature table.
+"""The SQL of one chunk of a point-in-time join: DuckDB ASOF JOINs, one per write group of a table.
 
-Per table, the ASOF join picks for each sample the newest version row whose ``(version_ms, seq)``
+Per part, the ASOF join picks for each sample the newest version row whose ``(version_ms, seq)``
 is below the sample's bound, then each feature is kept only if visible under the table's TTL:
 
 * **Ties by seq.** ASOF takes one inequality, so ``(version_ms, seq)`` is folded into one ordered
@@ -9,11 +9,15 @@ is below the sample's bound, then each feature is kept only if visible under the
   ``(T - base + 1) * K`` (inclusive: ``version_ms <= T``) or ``(T - base) * K`` (strict:
   ``version_ms < T``), with T clamped to the versions' time range so nothing overflows; the join
   condition is ``bound > __fs_o``. So at equal times the highest seq wins, as in ``pick_version``.
-* **Null cells.** A null feature cell means "this version did not set the feature"; it never
-  hides an older value. A feature column with nulls is forward-filled per key in
-  ``(version_ms, seq)`` order (``last_value(f IGNORE NULLS)``) together with the time of the cell
-  it came from, and TTL is checked against that time. Columns without nulls skip the window
-  (the usual case: a table's versions set all its features), which keeps the join a plain ASOF.
+* **What a row writes.** A versions row writes the features its ``_written`` names
+  (:data:`featurestore.schema.WRITTEN`; null = every feature), and a null value there is an
+  explicit null that hides older values. So a feature's versions are the rows that write it,
+  nulls included. Features written by exactly the same rows (in practice, one window group) share
+  one ASOF join: the engine reads the distinct ``_written`` values, groups the requested
+  features by which of them write each feature, and gives each group a :class:`TablePart` that
+  keeps only those rows (``_written IN (...)``; no filter when every row writes the group, the
+  usual case of a table with one write-set). A table of k groups costs k ASOF joins, not one
+  per feature, and no window functions.
 * **TTL.** A value is visible iff its version time ``> T - ttl``; versions at or before
   ``chunk start - ttl`` cannot be visible to any sample in the chunk and are not read.
 """
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 import duckdb
 
 from featurestore.pit.samples import ROW_ID, TIME
-from featurestore.schema import SEQ, VERSION_MS
+from featurestore.schema import SEQ, VERSION_MS, WRITTEN
 
 _INT64_LIMIT = 2**62
 
@@ -42,7 +46,6 @@ class TableStats:
     max_ms: int
     min_seq: int
     max_seq: int
-    nullable: frozenset[str]  # requested features that have null cells
 
     @property
     def order_type(self) -> str:
@@ -50,11 +53,11 @@ class TableStats:
         return "BIGINT" if span < _INT64_LIMIT else "HUGEINT"
 
 
-def parquet_stats(files: Sequence[str], features: Sequence[str]) -> TableStats | None:
+def parquet_stats(files: Sequence[str]) -> TableStats | None:
     """Stats from the Parquet footers alone, or ``None`` when a file lacks them."""
     import pyarrow.parquet as pq
 
-    rows, nullable = 0, set()
+    rows = 0
     lows: dict[str, list[int]] = {VERSION_MS: [], SEQ: []}
     highs: dict[str, list[int]] = {VERSION_MS: [], SEQ: []}
     for path in files:
@@ -65,49 +68,41 @@ def parquet_stats(files: Sequence[str], features: Sequence[str]) -> TableStats |
             if not group.num_rows:
                 continue
             rows += group.num_rows
-            for name in (VERSION_MS, SEQ, *features):
-                if name not in names:  # a feature added after the file was written: all null
-                    nullable.add(name)
-                    continue
+            for name in (VERSION_MS, SEQ):
+                if name not in names:
+                    return None
                 stats = group.column(names.index(name)).statistics
-                if stats is None or not stats.has_null_count:
+                if stats is None or not stats.has_min_max:
                     return None
-                if name in features:
-                    if stats.null_count:
-                        nullable.add(name)
-                elif not stats.has_min_max:
-                    return None
-                else:
-                    lows[name].append(int(stats.min))
-                    highs[name].append(int(stats.max))
+                lows[name].append(int(stats.min))
+                highs[name].append(int(stats.max))
     if not rows:
-        return TableStats(0, 0, 0, 0, 0, frozenset())
-    return TableStats(
-        rows, min(lows[VERSION_MS]), max(highs[VERSION_MS]), min(lows[SEQ]), max(highs[SEQ]), frozenset(nullable)
-    )
+        return TableStats(0, 0, 0, 0, 0)
+    return TableStats(rows, min(lows[VERSION_MS]), max(highs[VERSION_MS]), min(lows[SEQ]), max(highs[SEQ]))
 
 
-def table_stats(con: duckdb.DuckDBPyConnection, view: str, features: Sequence[str]) -> TableStats:
-    nulls = "".join(f", bool_or({q(f)} IS NULL)" for f in features)
+def table_stats(con: duckdb.DuckDBPyConnection, view: str) -> TableStats:
     row = con.execute(
-        f"SELECT count(*), min({VERSION_MS}), max({VERSION_MS}), min({SEQ}), max({SEQ}){nulls} FROM {q(view)}"
+        f"SELECT count(*), min({VERSION_MS}), max({VERSION_MS}), min({SEQ}), max({SEQ}) FROM {q(view)}"
     ).fetchall()[0]
     if not row[0]:
-        return TableStats(0, 0, 0, 0, 0, frozenset())
-    nullable = frozenset(f for f, has_null in zip(features, row[5:], strict=True) if has_null)
-    return TableStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]), nullable)
+        return TableStats(0, 0, 0, 0, 0)
+    return TableStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]))
 
 
 @dataclass(frozen=True)
 class TablePart:
-    """One feature table in a chunk query."""
+    """One write group of a feature table in a chunk query: one ASOF join."""
 
-    alias: str  # short SQL alias, e.g. t0
+    alias: str  # short SQL alias, e.g. t0_1
     view: str
     keys: tuple[tuple[str, str], ...]  # (table key, sample column)
     features: tuple[tuple[str, str], ...]  # (feature, output column)
     ttl_ms: int | None
-    stats: TableStats
+    stats: TableStats  # of the whole table (all groups share the ordered value)
+    # the ``_written`` values of the rows that write these features (None in it: rows with a
+    # null ``_written``); None = every row writes them, no filter
+    written: tuple[str | None, ...] | None = None
 
 
 def _order_expr(part: TablePart) -> str:
@@ -129,31 +124,30 @@ def _versions_cte(part: TablePart, lo: int, hi: int, strict: bool) -> str:
     conditions = [f"{VERSION_MS} {'<' if strict else '<='} {hi}"]
     if part.ttl_ms is not None:
         conditions.append(f"{VERSION_MS} > {lo - part.ttl_ms}")
+    if part.written is not None:
+        conditions.append(_written_condition(part.written))
     keys = [q(k) for k, _ in part.keys]
-    cols = [*keys, f"{_order_expr(part)} AS __fs_o", f"{VERSION_MS} AS __fs_v"]
-    window = ""
-    for feature, _ in part.features:
-        if feature in part.stats.nullable:
-            cols.append(f"last_value({q(feature)} IGNORE NULLS) OVER w AS {q(feature)}")
-            cols.append(
-                f"last_value(CASE WHEN {q(feature)} IS NOT NULL THEN {VERSION_MS} END IGNORE NULLS) OVER w "
-                f"AS {q('__fs_v_' + feature)}"
-            )
-            window = (
-                f" WINDOW w AS (PARTITION BY {', '.join(keys)} ORDER BY {VERSION_MS}, {SEQ} "
-                "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-            )
-        else:
-            cols.append(q(feature))
-    return f"SELECT {', '.join(cols)} FROM {q(part.view)} WHERE {' AND '.join(conditions)}{window}"
+    cols = [*keys, f"{_order_expr(part)} AS __fs_o", f"{VERSION_MS} AS __fs_v", *(q(f) for f, _ in part.features)]
+    return f"SELECT {', '.join(cols)} FROM {q(part.view)} WHERE {' AND '.join(conditions)}"
+
+
+def _written_condition(written: Sequence[str | None]) -> str:
+    values = [v for v in written if v is not None]
+    terms = [f"{q(WRITTEN)} IN ({', '.join(_literal(v) for v in values)})"] if values else []
+    if None in written:
+        terms.append(f"{q(WRITTEN)} IS NULL")
+    return "(" + " OR ".join(terms or ["false"]) + ")"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _feature_expr(part: TablePart, feature: str) -> str:
     value = f"{part.alias}.{q(feature)}"
     if part.ttl_ms is None:
         return value
-    time = f"{part.alias}.{q('__fs_v_' + feature)}" if feature in part.stats.nullable else f"{part.alias}.__fs_v"
-    return f"CASE WHEN {time} > s.{TIME} - {part.ttl_ms} THEN {value} END"
+    return f"CASE WHEN {part.alias}.__fs_v > s.{TIME} - {part.ttl_ms} THEN {value} END"
 
 
 def chunk_query(

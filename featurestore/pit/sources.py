@@ -2,7 +2,10 @@
 
 A :class:`FeatureSource` is a :class:`TableSchema` plus where its versions are: an Arrow table or
 dataset, Parquet files, or the offline log (an :class:`OfflineTable`, at a snapshot: the current
-one when none is given, recorded in the manifest). ``join_keys`` maps a table key to the sample
+one when none is given, recorded in the manifest). Versions are in the log's layout: keys,
+``version_ms``, ``seq``, the feature columns and, optionally, ``_written``
+(:data:`featurestore.schema.WRITTEN`): which features each row writes. Without it (or where it
+is null) a row writes every feature, its nulls being explicit null values. ``join_keys`` maps a table key to the sample
 column holding it when the names differ (``{"user_id": "uid"}``).
 
 Feature references are ``table:feature`` or ``table:*``.
@@ -21,8 +24,8 @@ import pyarrow.parquet as pq
 
 from featurestore.errors import ValidationError
 from featurestore.pit.samples import parquet_files
-from featurestore.schema import SEQ, VERSION_MS, TableSchema
-from featurestore.types import from_arrow
+from featurestore.schema import SEQ, VERSION_MS, WRITTEN, TableSchema
+from featurestore.types import ValueType, from_arrow
 
 if TYPE_CHECKING:
     import duckdb
@@ -111,31 +114,40 @@ class BoundSource:
     view: str
     record: dict[str, Any]
     files: tuple[str, ...] = ()  # local Parquet files holding exactly the view's rows, when known
+    has_written: bool = True  # False: the versions have no ``_written`` column (every row writes all)
 
 
 def bind(con: duckdb.DuckDBPyConnection, source: FeatureSource, view: str, features: Sequence[str]) -> BoundSource:
-    """Register the versions of ``source`` (keys, version_ms, seq, ``features``) as a view on ``con``."""
+    """Register the versions of ``source`` (keys, version_ms, seq, ``features``, ``_written``) as a
+    view on ``con``; ``_written`` is NULL (every feature written) when the versions lack it."""
     schema = source.schema
     columns = [*schema.key_names, VERSION_MS, SEQ, *features]
     projection = ", ".join(f'"{c}"' for c in columns)
+    no_written = f'NULL::VARCHAR AS "{WRITTEN}"'
+
     versions = source.versions
     record: dict[str, Any]
     # pyarrow.dataset pulls in pandas (seconds): only look at it when the caller already has
     dataset_module = sys.modules.get("pyarrow.dataset")
     if isinstance(versions, pa.Table) or (dataset_module is not None and isinstance(versions, dataset_module.Dataset)):
         _check_columns(schema, versions.schema, columns)
+        has_written = WRITTEN in versions.schema.names
+        written = f'"{WRITTEN}"' if has_written else no_written
         con.register(f"{view}_arrow", versions)
-        con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT {projection} FROM "{view}_arrow"')
+        con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT {projection}, {written} FROM "{view}_arrow"')
         record = {"kind": "arrow", "rows": versions.num_rows if isinstance(versions, pa.Table) else None}
+        return BoundSource(source, view, record, has_written=has_written)
     elif isinstance(versions, str | Path | list | tuple):
         files = parquet_files(versions)
         file_schemas = [pq.read_schema(path) for path in files]
         for found in file_schemas:
             _check_columns(schema, found, columns)
         union = any(not f.equals(file_schemas[0]) for f in file_schemas)
-        con.read_parquet(files, union_by_name=union).project(projection).create_view(view, replace=True)
+        has_written = any(WRITTEN in found.names for found in file_schemas)
+        written = f'"{WRITTEN}"' if has_written else no_written
+        con.read_parquet(files, union_by_name=union).project(f"{projection}, {written}").create_view(view, replace=True)
         paths = [str(Path(f).resolve()) for f in files]
-        return BoundSource(source, view, {"kind": "parquet", "paths": paths}, tuple(paths))
+        return BoundSource(source, view, {"kind": "parquet", "paths": paths}, tuple(paths), has_written)
     else:
         from featurestore.offline.log import OfflineTable
 
@@ -147,7 +159,8 @@ def bind(con: duckdb.DuckDBPyConnection, source: FeatureSource, view: str, featu
         snapshot_id = source.snapshot_id if source.snapshot_id is not None else versions.current_snapshot_id()
         relation = None if snapshot_id is None else versions.relation(con, features=features, snapshot_id=snapshot_id)
         if relation is None:  # an empty log table
-            relation = con.from_arrow(schema.arrow_schema().empty_table().select(columns))
+            empty = schema.arrow_schema().append(pa.field(WRITTEN, pa.string())).empty_table()
+            relation = con.from_arrow(empty.select([*columns, WRITTEN]))
         relation.create_view(view, replace=True)
         config = versions.log.config
         record = {
@@ -167,3 +180,8 @@ def _check_columns(schema: TableSchema, found: pa.Schema, columns: Sequence[str]
         got = from_arrow(found.field(name).type)
         if want is not got:
             raise ValidationError(f"column {name!r} is {found.field(name).type}, expected {want}", location=where)
+    if WRITTEN in found.names and from_arrow(found.field(WRITTEN).type) is not ValueType.STRING:
+        raise ValidationError(
+            f"column {WRITTEN!r} is {found.field(WRITTEN).type}, expected string (comma-separated feature names)",
+            location=f"versions of {schema.name}",
+        )

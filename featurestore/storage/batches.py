@@ -1,15 +1,18 @@
 """Between Arrow and cells: what every storage backend does the same way.
 
-* A batch of versions (``TableSchema.arrow_schema()`` layout) is checked once and turned into
-  cells: ``(encoded key, feature, version_ms, seq, value bytes)``; a null feature cell is "not
-  written by this version" and yields no cell.
+* A batch of versions (keys, ``version_ms``, ``seq`` and any subset of the features, see
+  :mod:`featurestore.schema`) is checked once and turned into cells: ``(encoded key, feature,
+  version_ms, seq, value bytes or None)``. Every row writes every feature column the batch has;
+  a null there is an explicit null value (a cell whose value is ``None``), and a feature column
+  the batch lacks yields no cell.
 * Entity keys given by a caller (tuples, scalars for one key column, or an Arrow table with the
   key columns) are checked against the key types of the schema and encoded with
   :func:`featurestore.keys.encode_key`.
 * Read results are Arrow tables in one layout, shared by the versioned store and the online
   cache: the key columns in request order (one row per requested key, duplicates kept), then per
-  requested feature ``<feature>`` (its value type, null when nothing is visible) and
-  ``<feature>__ts`` (int64 version time in epoch ms, null when nothing is visible).
+  requested feature ``<feature>`` (its value type, null when nothing is visible or the visible
+  version is an explicit null) and ``<feature>__ts`` (int64 version time in epoch ms of the
+  visible version, null only when nothing is visible).
 * Schemas are stored by backends as JSON (:func:`schema_to_json`), so a store opened by another
   process knows its tables.
 """
@@ -34,8 +37,8 @@ from featurestore.types import ValueType, arrow_type, decode_value, encode_value
 TS_SUFFIX = "__ts"
 STATUS_SUFFIX = "__status"
 KeysInput: TypeAlias = Sequence[Any] | pa.Table
-# A found cell: (version_ms, value bytes); None when nothing is visible.
-Cell: TypeAlias = tuple[int, bytes] | None
+# A found cell: (version_ms, value bytes, None for an explicit null); None when nothing is visible.
+Cell: TypeAlias = tuple[int, bytes | None] | None
 
 
 def ts_column(feature: str) -> str:
@@ -46,21 +49,48 @@ def status_column(feature: str) -> str:
     return feature + STATUS_SUFFIX
 
 
-def schema_to_json(schema: TableSchema) -> str:
-    return json.dumps(
-        {
-            "name": schema.name,
-            "keys": [[k.name, k.dtype.value] for k in schema.keys],
-            "features": [[f.name, f.dtype.value] for f in schema.features],
-            "ttl_ms": schema.ttl_ms,
-            "max_versions": schema.max_versions,
-        },
-        sort_keys=True,
-    )
+# How the versioned stores lay out a stored value: a presence byte, then the encoded value
+# (``types.encode_value``). Explicit nulls are cells too, and empty strings and empty bytes are
+# values, so no value bytes could serve as a null marker: the first byte says which it is.
+VALUE_PRESENT = b"\x01"
+VALUE_NULL = b"\x00"
+# Recorded with each table definition of a versioned store; tables written before explicit nulls
+# (no presence byte, no "cell_format") are refused rather than misread.
+CELL_FORMAT = 2
 
 
-def schema_from_json(text: str | bytes) -> TableSchema:
+def pack_value(value: bytes | None) -> bytes:
+    """A cell value as a versioned store keeps it: ``None`` (an explicit null) included."""
+    return VALUE_NULL if value is None else VALUE_PRESENT + value
+
+
+def unpack_value(data: bytes) -> bytes | None:
+    """The inverse of :func:`pack_value`."""
+    return None if data[:1] == VALUE_NULL else data[1:]
+
+
+def schema_to_json(schema: TableSchema, *, cell_format: int | None = None) -> str:
+    raw: dict[str, Any] = {
+        "name": schema.name,
+        "keys": [[k.name, k.dtype.value] for k in schema.keys],
+        "features": [[f.name, f.dtype.value] for f in schema.features],
+        "ttl_ms": schema.ttl_ms,
+        "max_versions": schema.max_versions,
+    }
+    if cell_format is not None:
+        raw["cell_format"] = cell_format
+    return json.dumps(raw, sort_keys=True)
+
+
+def schema_from_json(text: str | bytes, *, cell_format: int | None = None, where: str = "") -> TableSchema:
+    """The stored definition; with ``cell_format``, a table stored in another format is an error."""
     raw = json.loads(text)
+    if cell_format is not None and raw.get("cell_format", 1) != cell_format:
+        raise StoreError(
+            f"feature table {raw['name']!r} in {where or 'this store'} was written in cell format "
+            f"{raw.get('cell_format', 1)}; this version reads format {cell_format} (explicit null values)",
+            hint="drop the table (drop_table) and rewrite its versions (backfill, or replay the offline log)",
+        )
     return TableSchema(
         name=raw["name"],
         keys=tuple(Field(n, ValueType(t)) for n, t in raw["keys"]),
@@ -174,14 +204,15 @@ class Cells:
     keys: list[bytes]
     ts: list[int]
     seq: list[int]
-    values: dict[str, list[bytes | None]]  # feature -> encoded value per row (None = not written)
+    # feature -> encoded value per row (None = an explicit null); only the features the batch writes
+    values: dict[str, list[bytes | None]]
 
     @property
     def rows(self) -> int:
         return len(self.keys)
 
     def count(self) -> int:
-        return sum(1 for col in self.values.values() for v in col if v is not None)
+        return self.rows * len(self.values)
 
 
 def batch_to_cells(schema: TableSchema, batch: pa.Table | pa.RecordBatch) -> Cells:
@@ -237,12 +268,16 @@ def encode_cells(schema: TableSchema, batch: pa.Table) -> Cells:
 
 
 def rows_with_newest_cells(schema: TableSchema, batch: pa.Table) -> pa.Table:
-    """The rows of a checked ``batch`` that hold the newest non-null cell of some (key, feature).
+    """The rows of a checked ``batch`` that hold the newest cell of some (key, feature).
 
     An Arrow-level pre-filter before :func:`latest_per_cell`, so a batch of many versions per key
-    is not encoded cell by cell only to be thrown away. Among equal (version_ms, seq) the later
-    row wins, as in :func:`latest_per_cell`.
+    is not encoded cell by cell only to be thrown away. Every row writes every feature column of
+    the batch (nulls included: explicit nulls are cells), so this is the newest row per key; a
+    batch without feature columns writes nothing. Among equal (version_ms, seq) the later row
+    wins, as in :func:`latest_per_cell`.
     """
+    if not any(name in batch.column_names for name in schema.feature_names):
+        return batch.slice(0, 0)
     if batch.num_rows < 2:
         return batch
     keys = list(schema.key_names)
@@ -252,24 +287,16 @@ def rows_with_newest_cells(schema: TableSchema, batch: pa.Table) -> pa.Table:
         names=[*keys, VERSION_MS, SEQ, "__row"],
     )
     order = [(VERSION_MS, "descending"), (SEQ, "descending"), ("__row", "descending")]
-    wanted: set[int] = set()
-    for feature in schema.feature_names:
-        if feature not in batch.column_names:
-            continue
-        present = index.filter(pc.is_valid(batch.column(feature)))
-        if present.num_rows:
-            newest = present.sort_by(order).group_by(keys, use_threads=False).aggregate([("__row", "first")])
-            wanted.update(newest.column("__row_first").to_pylist())
-    return batch.take(pa.array(sorted(wanted), pa.int64()))
+    newest = index.sort_by(order).group_by(keys, use_threads=False).aggregate([("__row", "first")])
+    picked = newest.column("__row_first").combine_chunks()
+    return batch.take(picked.take(pc.array_sort_indices(picked)))  # in batch order
 
 
-def latest_per_cell(cells: Cells) -> dict[tuple[bytes, str], tuple[int, int, bytes]]:
-    """The newest (version_ms, seq, value) per (key, feature) of a batch."""
-    best: dict[tuple[bytes, str], tuple[int, int, bytes]] = {}
+def latest_per_cell(cells: Cells) -> dict[tuple[bytes, str], tuple[int, int, bytes | None]]:
+    """The newest (version_ms, seq, value) per (key, feature) of a batch; value None = explicit null."""
+    best: dict[tuple[bytes, str], tuple[int, int, bytes | None]] = {}
     for feature, column in cells.values.items():
         for i, value in enumerate(column):
-            if value is None:
-                continue
             slot = (cells.keys[i], feature)
             old = best.get(slot)
             if old is None or (cells.ts[i], cells.seq[i]) >= (old[0], old[1]):
@@ -296,7 +323,7 @@ def build_result(
     for name in features:
         values = by_type.setdefault(dtypes[name], [])
         offsets[name] = len(values)
-        values.extend(None if c is None else decode_value(dtypes[name], c[1]) for c in found[name])
+        values.extend(None if c is None or c[1] is None else decode_value(dtypes[name], c[1]) for c in found[name])
     typed = {t: pa.array(values, type=arrow_type(t)) for t, values in by_type.items()}
     times = pa.array([None if c is None else c[0] for name in features for c in found[name]], type=pa.int64())
     status = None if statuses is None else pa.array([s for name in features for s in statuses[name]], pa.string())

@@ -9,7 +9,11 @@ Layout: one LMDB environment per directory; one named database per feature table
 (``t:<table>``) and ``__schemas__`` holding each table's definition as JSON. A cell is
 
     key   = u16 len(key) | encoded key | u8 len(feature) | feature | u64 big-endian version_ms
-    value = i64 big-endian seq | encoded value (types.encode_value)
+    value = i64 big-endian seq | presence byte (1 = value, 0 = explicit null) | encoded value
+
+(``batches.pack_value``: empty strings and empty bytes are values, so a null needs its own byte).
+The table definition records ``cell_format`` (``batches.CELL_FORMAT``); a table written in the
+older format (no presence byte, nulls not stored) is refused with a StoreError, not misread.
 
 so the versions of one (key, feature) are adjacent and sorted by time: an as-of read is one
 cursor seek to ``prefix | T+1`` and one step back. A write at an existing (key, feature,
@@ -30,7 +34,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from featurestore.errors import ConfigError, NotInstalledError, StoreError
 from featurestore.schema import TableSchema
-from featurestore.storage.batches import Cell, Cells, schema_from_json, schema_to_json
+from featurestore.storage.batches import (
+    CELL_FORMAT,
+    Cell,
+    Cells,
+    pack_value,
+    schema_from_json,
+    schema_to_json,
+    unpack_value,
+)
 from featurestore.storage.versioned import CellStore
 
 _TS = struct.Struct(">Q")
@@ -107,12 +119,12 @@ class EmbeddedStore(CellStore):
     def _load_schema(self, table: str) -> TableSchema | None:
         with self._env.begin(db=self._schema_db) as txn:
             raw = txn.get(table.encode())
-        return None if raw is None else schema_from_json(raw)
+        return None if raw is None else schema_from_json(raw, cell_format=CELL_FORMAT, where=self.uri)
 
     def _create_or_update(self, schema: TableSchema, existed: bool) -> None:
         self._db(schema.name)
         with self._env.begin(write=True, db=self._schema_db) as txn:
-            txn.put(schema.name.encode(), schema_to_json(schema).encode())
+            txn.put(schema.name.encode(), schema_to_json(schema, cell_format=CELL_FORMAT).encode())
 
     def _write(self, schema: TableSchema, cells: Cells) -> None:
         db = self._db(schema.name)
@@ -127,15 +139,13 @@ class EmbeddedStore(CellStore):
                 for feature, column in cells.values.items():
                     fpart = _feature_part(feature)
                     for i, value in enumerate(column):
-                        if value is None:
-                            continue
                         cell_prefix = prefixes[i] + fpart
                         key = cell_prefix + ts_parts[i]
                         seq = seqs[i]
                         old = get(key)
                         if old is not None and unpack(old)[0] > seq:
                             continue
-                        put(key, _SEQ.pack(seq) + value)
+                        put(key, _SEQ.pack(seq) + pack_value(value))
                         if limit is not None:
                             touched.add(cell_prefix)
                 if touched and limit is not None:
@@ -180,15 +190,17 @@ class EmbeddedStore(CellStore):
                     ok = prev() if set_range(cell_prefix + end) else last()
                     key = key_of() if ok else b""
                     if ok and key.startswith(cell_prefix):
-                        cells.append((_TS.unpack_from(key, len(cell_prefix))[0], value_of()[8:]))
+                        cells.append((_TS.unpack_from(key, len(cell_prefix))[0], unpack_value(value_of()[8:])))
                     else:
                         cells.append(None)
                 found[feature] = cells
         return found
 
-    def _scan(self, schema: TableSchema, key: bytes, feature: str, start: int, end: int) -> list[tuple[int, bytes]]:
+    def _scan(
+        self, schema: TableSchema, key: bytes, feature: str, start: int, end: int
+    ) -> list[tuple[int, bytes | None]]:
         prefix = _key_prefix(key) + _feature_part(feature)
-        out: list[tuple[int, bytes]] = []
+        out: list[tuple[int, bytes | None]] = []
         with self._env.begin(db=self._db(schema.name)) as txn:
             cursor = txn.cursor()
             ok = cursor.set_range(prefix + _TS.pack(start))
@@ -199,7 +211,7 @@ class EmbeddedStore(CellStore):
                 ts = _TS.unpack_from(k, len(prefix))[0]
                 if ts > end:
                     break
-                out.append((ts, cursor.value()[8:]))
+                out.append((ts, unpack_value(cursor.value()[8:])))
                 ok = cursor.next()
         return out
 
@@ -212,10 +224,14 @@ class EmbeddedStore(CellStore):
                 ok = cursor.delete()  # moves to the next item
 
     def _drop(self, table: str) -> None:
+        with self._env.begin(db=self._schema_db) as txn:
+            exists = txn.get(table.encode()) is not None
+        if not exists:
+            return
+        db = self._db(table)  # opened outside the write transaction: open_db starts its own
         with self._env.begin(write=True) as txn:
-            if txn.get(table.encode(), db=self._schema_db) is not None:
-                txn.drop(self._db(table), delete=True)
-                txn.delete(table.encode(), db=self._schema_db)
+            txn.drop(db, delete=True)
+            txn.delete(table.encode(), db=self._schema_db)
         self._dbs.pop(table, None)
 
     def close(self) -> None:

@@ -6,9 +6,12 @@ the prefix may carry a namespace, ``?prefix=ns:fs``):
 * row key = ``keys.salted_row_key(keys.encode_key(key))`` (two hex digits of salt + key), so
   sequential ids spread over regions;
 * family ``f``: qualifier = feature name, cell timestamp = version time (event time, ms), value
-  = ``types.encode_value`` bytes; ``MAX_VERSIONS`` = the table's ``max_versions`` (all when
-  unset);
-* family ``m`` (one version, no TTL): row ``__schema__`` holds the table definition as JSON.
+  = a presence byte (1 = value, 0 = explicit null) then the ``types.encode_value`` bytes
+  (``batches.pack_value``: never empty, so an empty string or empty bytes value is unambiguous);
+  ``MAX_VERSIONS`` = the table's ``max_versions`` (all when unset); an explicit null is a
+  version like any other (it counts against MAX_VERSIONS and hides older values);
+* family ``m`` (one version, no TTL): row ``__schema__`` holds the table definition as JSON,
+  with ``cell_format``; a table of the older format (no presence byte) is refused, not misread.
 
 TTL. HBase's family TTL is measured against the wall clock, the feature TTL against the query
 time. Putting the feature TTL on the family would make HBase drop (and hide, even before a
@@ -56,7 +59,15 @@ from featurestore.errors import (
 )
 from featurestore.keys import salted_row_key
 from featurestore.schema import TableSchema
-from featurestore.storage.batches import Cell, Cells, schema_from_json, schema_to_json
+from featurestore.storage.batches import (
+    CELL_FORMAT,
+    Cell,
+    Cells,
+    pack_value,
+    schema_from_json,
+    schema_to_json,
+    unpack_value,
+)
 from featurestore.storage.versioned import CellStore
 from featurestore.time_semantics import parse_duration_ms
 
@@ -168,7 +179,7 @@ class HBaseStore(CellStore):
                 return None
             row = connection.table(table).row(SCHEMA_ROW, columns=[SCHEMA_COLUMN])
         raw = row.get(SCHEMA_COLUMN)
-        return None if raw is None else schema_from_json(raw)
+        return None if raw is None else schema_from_json(raw, cell_format=CELL_FORMAT, where=self.uri)
 
     def _create_or_update(self, schema: TableSchema, existed: bool) -> None:
         with self._connection() as connection:
@@ -184,7 +195,8 @@ class HBaseStore(CellStore):
                         "hbase table %s keeps MAX_VERSIONS from its creation (%s); Thrift v1 cannot alter it",
                         schema.name, stored.max_versions,
                     )
-            connection.table(schema.name).put(SCHEMA_ROW, {SCHEMA_COLUMN: schema_to_json(schema).encode()})
+            definition = schema_to_json(schema, cell_format=CELL_FORMAT).encode()
+            connection.table(schema.name).put(SCHEMA_ROW, {SCHEMA_COLUMN: definition})
 
     def _write(self, schema: TableSchema, cells: Cells) -> None:
         # (row, column, version_ms) -> (seq, value): the highest seq of the batch per cell.
@@ -193,12 +205,10 @@ class HBaseStore(CellStore):
         for feature, values in cells.values.items():
             column = _column(feature)
             for i, value in enumerate(values):
-                if value is None:
-                    continue
                 slot = (rows[i], column, cells.ts[i])
                 old = best.get(slot)
                 if old is None or cells.seq[i] >= old[0]:
-                    best[slot] = (cells.seq[i], value)
+                    best[slot] = (cells.seq[i], pack_value(value))
         groups: dict[int, dict[bytes, dict[bytes, bytes]]] = {}
         for (row, column, ts), (_, value) in best.items():
             groups.setdefault(ts, {}).setdefault(row, {})[column] = value
@@ -243,10 +253,12 @@ class HBaseStore(CellStore):
                     for feature, column in zip(features, columns, strict=True):
                         cell = data.get(column)
                         if cell is not None:
-                            found[feature][i] = (cell[1], cell[0])
+                            found[feature][i] = (cell[1], unpack_value(cell[0]))
         return found
 
-    def _scan(self, schema: TableSchema, key: bytes, feature: str, start: int, end: int) -> list[tuple[int, bytes]]:
+    def _scan(
+        self, schema: TableSchema, key: bytes, feature: str, start: int, end: int
+    ) -> list[tuple[int, bytes | None]]:
         # No time range on the read: HBase then returns exactly the newest MAX_VERSIONS versions,
         # whether or not a compaction has trimmed older ones yet.
         with self._connection() as connection:
@@ -254,7 +266,7 @@ class HBaseStore(CellStore):
                 salted_row_key(key), _column(feature), versions=schema.max_versions or ALL_VERSIONS,
                 include_timestamp=True,
             )
-        return sorted((ts, value) for value, ts in cells if start <= ts <= end)
+        return sorted(((ts, unpack_value(value)) for value, ts in cells if start <= ts <= end), key=lambda c: c[0])
 
     def _delete(self, schema: TableSchema, key: bytes) -> None:
         with self._connection() as connection:

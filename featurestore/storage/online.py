@@ -7,14 +7,18 @@ contract test suite (tests/contract/online_cache_suite.py).
 
 Semantics:
 
-* ``write`` takes a batch of versions (``TableSchema.arrow_schema()`` layout, null cell = not
-  written). Per (key, feature) a cell lands only if its (version_ms, seq) is greater than the
-  stored one, so replays and out-of-order writes never regress the cache. Returns the number of
-  cells that landed (0 for a replay).
+* ``write`` takes a versions batch (keys, ``version_ms``, ``seq`` and any subset of the
+  features, :mod:`featurestore.schema`): it writes exactly the feature columns it contains, a
+  null in one of them being an explicit null value. Per (key, feature) a cell lands only if its
+  (version_ms, seq) is greater than the stored one, so replays and out-of-order writes never
+  regress the cache; a newer explicit null replaces an older value like any newer value.
+  Returns the number of cells that landed (0 for a replay).
 * ``get`` returns the layout of :mod:`featurestore.storage.batches` plus ``<feature>__status``:
-  ``present``, ``missing`` (never written) or ``expired`` (older than the feature TTL at
+  ``present`` (a version is served: its value, which is null for an explicit null, and its
+  ``__ts``), ``missing`` (never written) or ``expired`` (older than the feature TTL at
   ``now_ms``, default the wall clock: a version at ts is served iff ``ts > now - ttl``). Expired
-  and missing cells are null.
+  and missing cells are null with a null ``__ts``; so a null value is "the feature is null"
+  exactly when the status is ``present``.
 * :class:`CachedOnlineStore` puts a small in-process TTL cache in front of any backend, with
   hit/miss counters; its staleness bound is its ``ttl_s`` for writes made by other processes.
 """
@@ -52,8 +56,8 @@ PRESENT = "present"
 MISSING = "missing"
 EXPIRED = "expired"
 
-# A stored cell: (version_ms, seq, encoded value).
-Stored: TypeAlias = tuple[int, int, bytes]
+# A stored cell: (version_ms, seq, encoded value or None for an explicit null).
+Stored: TypeAlias = tuple[int, int, bytes | None]
 Updates: TypeAlias = dict[tuple[bytes, str], Stored]
 
 

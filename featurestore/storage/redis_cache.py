@@ -2,8 +2,10 @@
 
 Layout: one hash per (feature table, entity key), ``<prefix>:<table>:<encoded key>``; one field
 per feature holding ``b"<version_ms>,<seq>,"`` followed by the encoded value
-(``types.encode_value``), so a read of n features is one ``HMGET`` and a write compares and sets
-in one step. Table definitions live in ``<prefix>:__schema__:<table>`` as JSON.
+(``types.encode_value``, possibly empty: an empty string), or just ``b"<version_ms>,<seq>"``
+(no third comma) for an explicit null value. So a read of n features is one ``HMGET`` and a
+write compares and sets in one step. Table definitions live in ``<prefix>:__schema__:<table>``
+as JSON.
 
 Writes go through a Lua script (:data:`_WRITE_LUA`): per field, the new cell lands only if its
 (version_ms, seq) is greater than the stored one, atomically on the server, so replays and
@@ -27,7 +29,7 @@ from featurestore.schema import TableSchema
 from featurestore.storage.batches import schema_from_json, schema_to_json
 from featurestore.storage.online import OnlineBase, Stored, Updates
 
-# ARGV: (field, version_ms, seq, value) per cell. Returns how many cells landed.
+# ARGV: (field, version_ms, seq, "," .. value or "" for a null) per cell. Returns how many landed.
 _WRITE_LUA = """
 local landed = 0
 for i = 1, #ARGV, 4 do
@@ -36,13 +38,13 @@ for i = 1, #ARGV, 4 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   local take = true
   if old then
-    local ots, oseq = string.match(old, '^(%-?%d+),(%-?%d+),')
+    local ots, oseq = string.match(old, '^(%-?%d+),(%-?%d+)')
     ots = tonumber(ots)
     oseq = tonumber(oseq)
     if ts < ots or (ts == ots and seq <= oseq) then take = false end
   end
   if take then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ',' .. ARGV[i + 2] .. ',' .. ARGV[i + 3])
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ',' .. ARGV[i + 2] .. ARGV[i + 3])
     landed = landed + 1
   end
 end
@@ -59,8 +61,8 @@ def _import_redis() -> Any:
 
 
 def _parse(data: bytes) -> Stored:
-    ts, seq, value = data.split(b",", 2)
-    return int(ts), int(seq), value
+    parts = data.split(b",", 2)
+    return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else None
 
 
 class RedisCache(OnlineBase):
@@ -135,7 +137,7 @@ class RedisCache(OnlineBase):
     def _apply(self, table: str, updates: Updates) -> int:
         per_key: dict[bytes, list[bytes | int | str]] = {}
         for (key, feature), (ts, seq, value) in updates.items():
-            per_key.setdefault(key, []).extend((feature, ts, seq, value))
+            per_key.setdefault(key, []).extend((feature, ts, seq, b"" if value is None else b"," + value))
         with self._errors():
             pipe = self._client.pipeline(transaction=False)
             for key, args in per_key.items():

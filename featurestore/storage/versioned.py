@@ -7,8 +7,10 @@ One small protocol, :class:`VersionedStore`, and backends picked by URI scheme
 
 Semantics (featurestore.time_semantics is the reference):
 
-* ``put`` takes an Arrow table in the ``TableSchema.arrow_schema()`` layout; a null feature cell
-  means "not written by this version". A cell is (key, feature, version_ms).
+* ``put`` takes a versions batch: keys, ``version_ms``, ``seq`` and any subset of the feature
+  columns (:mod:`featurestore.schema`). A batch writes exactly the feature columns it contains:
+  an absent column is not written; a null in a present column is an explicit null value, stored
+  as a cell, that hides older values like any value. A cell is (key, feature, version_ms).
 * Equal (key, feature, version_ms): the highest ``seq`` wins, within a batch and across batches
   (embedded compares seq; HBase keeps the last write, which is the highest seq because writes for
   a key arrive in source order). Writes at explicit timestamps are idempotent.
@@ -17,7 +19,8 @@ Semantics (featurestore.time_semantics is the reference):
   applies the TTL against ``now_ms`` (default: the wall clock).
 * At most ``max_versions`` versions per (key, feature) are kept (the newest by version time).
 * Results use the layout of :mod:`featurestore.storage.batches`: key columns, then per feature
-  ``<feature>`` and ``<feature>__ts``; keys without visible versions come back as null cells.
+  ``<feature>`` and ``<feature>__ts``; keys without visible versions come back as null cells
+  with a null ``__ts``; a visible explicit null comes back as a null value with its ``__ts``.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ class VersionedStore(Protocol):
         self, table: str, key: Any, feature: str, *, start_ms: int | None = None, end_ms: int | None = None
     ) -> pa.Table:
         """Versions of one key's feature with ``start_ms <= version_ms <= end_ms``, oldest first:
-        columns ``version_ms`` and ``<feature>``."""
+        columns ``version_ms`` and ``<feature>`` (null for an explicit null version)."""
 
     def delete_key(self, table: str, key: Any) -> None:
         """Remove every version of one entity key."""
@@ -122,7 +125,9 @@ class CellStore(abc.ABC):
         """Per feature, per key the newest cell with ``version_ms < before[i]`` (all when None)."""
 
     @abc.abstractmethod
-    def _scan(self, schema: TableSchema, key: bytes, feature: str, start: int, end: int) -> list[tuple[int, bytes]]:
+    def _scan(
+        self, schema: TableSchema, key: bytes, feature: str, start: int, end: int
+    ) -> list[tuple[int, bytes | None]]:
         """Cells of one key and feature with ``start <= version_ms <= end``, oldest first."""
 
     @abc.abstractmethod
@@ -205,7 +210,9 @@ class CellStore(abc.ABC):
         return pa.table(
             {
                 VERSION_MS: pa.array([c[0] for c in cells], type=pa.int64()),
-                feature: pa.array([decode_value(dtype, c[1]) for c in cells], type=arrow_type(dtype)),
+                feature: pa.array(
+                    [None if c[1] is None else decode_value(dtype, c[1]) for c in cells], type=arrow_type(dtype)
+                ),
             }
         )
 

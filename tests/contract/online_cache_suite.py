@@ -21,15 +21,18 @@ from featurestore.types import ValueType as V
 
 __all__ = [
     "cleanup",
+    "test_absent_column_is_not_a_write",
     "test_cached_front_counts_hits_and_sees_own_writes",
     "test_delete_and_drop",
+    "test_empty_values_and_nulls_round_trip",
     "test_equal_timestamps_seq_decides",
+    "test_explicit_null_overwrites_older_value",
     "test_multi_key_order_duplicates_and_missing",
-    "test_null_cell_is_not_a_write",
     "test_out_of_order_writes_never_regress",
     "test_property_cache_holds_newest_by_time_then_seq",
     "test_replay_lands_nothing",
     "test_ttl_boundary_status",
+    "test_ttl_on_a_null_version",
     "test_types_and_schema_round_trip",
     "test_write_and_get",
     "test_wrong_key_type_and_unknown_feature",
@@ -60,8 +63,12 @@ def new_table(
 
 
 def write(cache: OnlineBase, schema: TableSchema, *rows: dict[str, Any]) -> int:
-    arrow = schema.arrow_schema()
-    return cache.write(schema.name, pa.table({f.name: [r.get(f.name) for r in rows] for f in arrow}, schema=arrow))
+    """Write a versions batch with the feature columns some row names (a row that does not name one
+    writes an explicit null there); the other features are absent from the batch: not written."""
+    named = {name for r in rows for name in r}
+    fields = [f for f in schema.arrow_schema() if f.name not in schema.feature_names or f.name in named]
+    return cache.write(schema.name, pa.table({f.name: [r.get(f.name) for r in rows] for f in fields},
+                                             schema=pa.schema(fields)))
 
 
 def v(user: int, ts: int, seq: int, **features: Any) -> dict[str, Any]:
@@ -120,12 +127,44 @@ def test_ttl_boundary_status(ocache: OnlineBase) -> None:
     assert got(ocache.get(s.name, [2], ["clicks"], now_ms=T0), "clicks") == [(None, None, MISSING)]
 
 
-def test_null_cell_is_not_a_write(ocache: OnlineBase) -> None:
+def test_absent_column_is_not_a_write(ocache: OnlineBase) -> None:
     s = new_table(ocache)
     write(ocache, s, v(1, T0, 1, clicks=1, name="a"))
-    assert write(ocache, s, v(1, T0 + 1, 2, clicks=None, name="b")) == 1
+    assert write(ocache, s, v(1, T0 + 1, 2, name="b")) == 1  # a batch without the clicks column
     result = ocache.get(s.name, [1])
     assert got(result, "clicks") == [(1, T0, PRESENT)] and got(result, "name") == [("b", T0 + 1, PRESENT)]
+
+
+def test_explicit_null_overwrites_older_value(ocache: OnlineBase) -> None:
+    """A null value is served as present, with its version time; it regresses like any value."""
+    s = new_table(ocache)
+    write(ocache, s, v(1, T0, 1, clicks=1, name="a"))
+    assert write(ocache, s, v(1, T0 + 1, 2, clicks=None, name="b")) == 2
+    result = ocache.get(s.name, [1])
+    assert got(result, "clicks") == [(None, T0 + 1, PRESENT)] and got(result, "name") == [("b", T0 + 1, PRESENT)]
+    assert write(ocache, s, v(1, T0, 3, clicks=5)) == 0  # older than the null: never regresses
+    assert write(ocache, s, v(1, T0 + 2, 4, clicks=7)) == 1  # a later value hides the null
+    assert got(ocache.get(s.name, [1], ["clicks"]), "clicks") == [(7, T0 + 2, PRESENT)]
+    # in one batch, whatever the row order, the newest version wins, null or not
+    assert write(ocache, s, v(2, T0 + 1, 2, clicks=None), v(2, T0, 1, clicks=3)) == 1
+    assert write(ocache, s, v(3, T0, 1, clicks=None), v(3, T0 + 1, 2, clicks=3)) == 1
+    assert got(ocache.get(s.name, [2, 3], ["clicks"]), "clicks") == [(None, T0 + 1, PRESENT), (3, T0 + 1, PRESENT)]
+    # equal times: seq decides, for nulls too
+    write(ocache, s, v(4, T0, 1, clicks=4))
+    assert write(ocache, s, v(4, T0, 2, clicks=None)) == 1
+    assert write(ocache, s, v(4, T0, 1, clicks=4)) == 0
+    assert got(ocache.get(s.name, [4], ["clicks"]), "clicks") == [(None, T0, PRESENT)]
+    assert write(ocache, s, v(4, T0, 3, clicks=44)) == 1
+    assert got(ocache.get(s.name, [4], ["clicks"]), "clicks") == [(44, T0, PRESENT)]
+
+
+def test_ttl_on_a_null_version(ocache: OnlineBase) -> None:
+    s = new_table(ocache, ttl_ms=100)
+    write(ocache, s, v(1, T0, 1, clicks=1))
+    write(ocache, s, v(1, T0 + 50, 2, clicks=None))
+    assert got(ocache.get(s.name, [1], ["clicks"], now_ms=T0 + 99), "clicks") == [(None, T0 + 50, PRESENT)]
+    assert got(ocache.get(s.name, [1], ["clicks"], now_ms=T0 + 149), "clicks") == [(None, T0 + 50, PRESENT)]
+    assert got(ocache.get(s.name, [1], ["clicks"], now_ms=T0 + 150), "clicks") == [(None, None, EXPIRED)]
 
 
 def test_multi_key_order_duplicates_and_missing(ocache: OnlineBase) -> None:
@@ -176,6 +215,19 @@ def test_types_and_schema_round_trip(ocache: OnlineBase) -> None:
     assert ocache.schema(s.name) == s
 
 
+def test_empty_values_and_nulls_round_trip(ocache: OnlineBase) -> None:
+    s = new_table(ocache, features=tuple(Field(t.value, t) for t in V))
+    empty = {"int64": 0, "double": 0.0, "string": "", "bool": False, "bytes": b"", "float_list": [],
+             "string_list": [""]}
+    assert write(ocache, s, v(1, T0, 1, **empty)) == len(empty)
+    row = ocache.get(s.name, [1]).to_pylist()[0]
+    assert {k: row[k] for k in empty} == empty and {row[f"{k}__status"] for k in empty} == {PRESENT}
+    assert write(ocache, s, v(1, T0 + 1, 2, **dict.fromkeys(empty))) == len(empty)
+    row = ocache.get(s.name, [1]).to_pylist()[0]
+    assert {k: row[k] for k in empty} == dict.fromkeys(empty)
+    assert {(row[f"{k}__ts"], row[f"{k}__status"]) for k in empty} == {(T0 + 1, PRESENT)}
+
+
 def test_cached_front_counts_hits_and_sees_own_writes(ocache: OnlineBase) -> None:
     front = CachedOnlineStore(ocache, ttl_s=60.0)
     s = new_table(front)
@@ -193,13 +245,15 @@ def test_cached_front_counts_hits_and_sees_own_writes(ocache: OnlineBase) -> Non
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 99)), max_size=6), max_size=5))
+@given(st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.one_of(st.none(), st.integers(0, 99))),
+                        max_size=6), max_size=5))
 def test_property_cache_holds_newest_by_time_then_seq(
-    ocache: OnlineBase, batches: list[list[tuple[int, int, int]]]
+    ocache: OnlineBase, batches: list[list[tuple[int, int, int | None]]]
 ) -> None:
-    """Batches of (version_ms, seq, value) in any order: the cache ends at the max (version_ms, seq)."""
+    """Batches of (version_ms, seq, value or explicit null) in any order: the cache ends at the max
+    (version_ms, seq)."""
     s = new_table(ocache)
-    seen: dict[tuple[int, int], int] = {}
+    seen: dict[tuple[int, int], int | None] = {}
     for rows in batches:
         unique = {(ts, seq): value for ts, seq, value in rows if (ts, seq) not in seen}
         seen.update(unique)

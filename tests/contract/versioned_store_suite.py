@@ -24,27 +24,32 @@ from featurestore.types import ValueType as V
 
 __all__ = [
     "cleanup",
+    "test_absent_column_is_not_a_write",
     "test_all_value_types_round_trip",
     "test_as_of_inclusive_at_version_time",
     "test_as_of_per_key_times",
     "test_delete_key",
     "test_drop_table",
+    "test_empty_values_and_nulls_round_trip",
     "test_ensure_table_adds_features_and_rejects_new_keys",
     "test_equal_timestamps_highest_seq_wins_in_a_batch",
     "test_equal_timestamps_later_batch_wins",
+    "test_equal_timestamps_with_a_null",
+    "test_explicit_null_hides_older_value",
     "test_get_latest_honours_ttl_against_now",
     "test_idempotent_reput",
     "test_keys_without_history_are_null_rows",
     "test_list_versions_range",
+    "test_max_versions_counts_nulls",
     "test_max_versions_keeps_newest",
     "test_missing_table",
     "test_multi_column_keys",
-    "test_null_cell_is_not_a_write",
     "test_out_of_order_batches",
     "test_property_as_of_matches_pick_version",
     "test_read_before_first_version",
     "test_strict_excludes_version_at_t",
     "test_ttl_boundary",
+    "test_ttl_on_a_null_version",
     "test_unknown_feature_and_bad_values",
     "test_wrong_key_type",
 ]
@@ -75,9 +80,14 @@ def new_table(
     return schema
 
 
-def batch(schema: TableSchema, rows: list[dict[str, Any]]) -> pa.Table:
+def batch(schema: TableSchema, rows: list[dict[str, Any]], features: tuple[str, ...] | None = None) -> pa.Table:
+    """A versions batch with the feature columns ``features`` (default: those some row names); a
+    row that does not name one of them writes an explicit null there; other features are absent
+    from the batch: not written."""
+    named = {name for r in rows for name in r} if features is None else set(features)
     arrow = schema.arrow_schema()
-    return pa.table({f.name: [r.get(f.name) for r in rows] for f in arrow}, schema=arrow)
+    fields = [f for f in arrow if f.name not in schema.feature_names or f.name in named]
+    return pa.table({f.name: [r.get(f.name) for r in rows] for f in fields}, schema=pa.schema(fields))
 
 
 def put(store: VersionedStore, schema: TableSchema, *rows: dict[str, Any]) -> int:
@@ -94,7 +104,7 @@ def cells(table: pa.Table, feature: str) -> list[tuple[Any, Any]]:
 
 def test_as_of_inclusive_at_version_time(vstore: VersionedStore) -> None:
     s = new_table(vstore)
-    assert put(vstore, s, v(1, T0, 1, clicks=1, ctr=0.5), v(1, T0 + 10, 2, clicks=2)) == 3
+    assert put(vstore, s, v(1, T0, 1, clicks=1, ctr=0.5)) + put(vstore, s, v(1, T0 + 10, 2, clicks=2)) == 3
     result = vstore.get_as_of(s.name, [1], T0 + 10)
     assert result.column_names == ["user_id", "clicks", "clicks__ts", "ctr", "ctr__ts"]
     assert cells(result, "clicks") == [(2, T0 + 10)]
@@ -204,11 +214,64 @@ def test_list_versions_range(vstore: VersionedStore) -> None:
     assert vstore.list_versions(s.name, 1, "clicks", start_ms=T0 + 31, end_ms=T0 + 39).num_rows == 0
 
 
-def test_null_cell_is_not_a_write(vstore: VersionedStore) -> None:
+def test_absent_column_is_not_a_write(vstore: VersionedStore) -> None:
     s = new_table(vstore)
-    put(vstore, s, v(1, T0, 1, clicks=1, ctr=0.1), v(1, T0 + 5, 2, clicks=None, ctr=0.2))
+    put(vstore, s, v(1, T0, 1, clicks=1, ctr=0.1))
+    assert put(vstore, s, v(1, T0 + 5, 2, ctr=0.2)) == 1  # a batch without the clicks column
     result = vstore.get_as_of(s.name, [1], T0 + 5)
     assert cells(result, "clicks") == [(1, T0)] and cells(result, "ctr") == [(0.2, T0 + 5)]
+    assert vstore.list_versions(s.name, 1, "clicks").to_pylist() == [{"version_ms": T0, "clicks": 1}]
+
+
+def test_explicit_null_hides_older_value(vstore: VersionedStore) -> None:
+    s = new_table(vstore)
+    put(vstore, s, v(1, T0, 1, clicks=1, ctr=0.1))
+    assert put(vstore, s, v(1, T0 + 5, 2, clicks=None, ctr=0.2)) == 2  # the null is a cell
+    result = vstore.get_as_of(s.name, [1], T0 + 5)
+    assert cells(result, "clicks") == [(None, T0 + 5)] and cells(result, "ctr") == [(0.2, T0 + 5)]
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 4), "clicks") == [(1, T0)]
+    assert cells(vstore.get_latest(s.name, [1], now_ms=T0 + 5), "clicks") == [(None, T0 + 5)]
+    assert vstore.list_versions(s.name, 1, "clicks").to_pylist() == [
+        {"version_ms": T0, "clicks": 1}, {"version_ms": T0 + 5, "clicks": None}
+    ]
+    put(vstore, s, v(1, T0 + 9, 3, clicks=3))  # a later value hides the null
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 9), "clicks") == [(3, T0 + 9)]
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 8), "clicks") == [(None, T0 + 5)]
+    assert cells(vstore.get_latest(s.name, [1], now_ms=T0 + 9), "clicks") == [(3, T0 + 9)]
+    # in one batch, in any row order: the newest version wins, null or not
+    put(vstore, s, v(2, T0 + 1, 5, clicks=None), v(2, T0, 4, clicks=7))
+    assert cells(vstore.get_as_of(s.name, [2, 2], [T0, T0 + 1], ["clicks"]), "clicks") == [(7, T0), (None, T0 + 1)]
+
+
+def test_equal_timestamps_with_a_null(vstore: VersionedStore) -> None:
+    s = new_table(vstore)
+    put(vstore, s, v(1, T0, 5, clicks=None), v(1, T0, 3, clicks=30))  # same batch: seq 5 wins
+    assert cells(vstore.get_as_of(s.name, [1], T0), "clicks") == [(None, T0)]
+    put(vstore, s, v(1, T0, 6, clicks=60))  # a later batch, higher seq: the value wins
+    assert cells(vstore.get_as_of(s.name, [1], T0), "clicks") == [(60, T0)]
+    put(vstore, s, v(1, T0, 7, clicks=None))  # and a null after it wins again
+    assert cells(vstore.get_as_of(s.name, [1], T0), "clicks") == [(None, T0)]
+    assert vstore.list_versions(s.name, 1, "clicks").to_pylist() == [{"version_ms": T0, "clicks": None}]
+
+
+def test_ttl_on_a_null_version(vstore: VersionedStore) -> None:
+    s = new_table(vstore, ttl_ms=100)
+    put(vstore, s, v(1, T0, 1, clicks=1))
+    put(vstore, s, v(1, T0 + 50, 2, clicks=None))
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 99), "clicks") == [(None, T0 + 50)]  # hides the live 1
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 149), "clicks") == [(None, T0 + 50)]
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 150), "clicks") == [(None, None)]  # the null expired too
+    assert cells(vstore.get_latest(s.name, [1], now_ms=T0 + 149), "clicks") == [(None, T0 + 50)]
+    assert cells(vstore.get_latest(s.name, [1], now_ms=T0 + 150), "clicks") == [(None, None)]
+
+
+def test_max_versions_counts_nulls(vstore: VersionedStore) -> None:
+    s = new_table(vstore, max_versions=2)
+    put(vstore, s, v(1, T0, 1, clicks=1), v(1, T0 + 1, 2, clicks=None), v(1, T0 + 2, 3, clicks=3))
+    assert vstore.list_versions(s.name, 1, "clicks").to_pylist() == [
+        {"version_ms": T0 + 1, "clicks": None}, {"version_ms": T0 + 2, "clicks": 3}
+    ]
+    assert cells(vstore.get_as_of(s.name, [1], T0 + 1), "clicks") == [(None, T0 + 1)]
 
 
 def test_as_of_per_key_times(vstore: VersionedStore) -> None:
@@ -300,6 +363,22 @@ def test_all_value_types_round_trip(vstore: VersionedStore) -> None:
     assert vstore.schema(s.name) == s
 
 
+def test_empty_values_and_nulls_round_trip(vstore: VersionedStore) -> None:
+    features = tuple(Field(t.value, t) for t in V)
+    s = new_table(vstore, features=features)
+    empty = {"int64": 0, "double": 0.0, "string": "", "bool": False, "bytes": b"", "float_list": [],
+             "string_list": [""]}
+    put(vstore, s, v(1, T0, 1, **empty))
+    put(vstore, s, v(1, T0 + 1, 2, **{name: None for name in empty}))
+    at_t0 = vstore.get_as_of(s.name, [1], T0).to_pylist()[0]
+    assert {k: at_t0[k] for k in empty} == empty
+    assert all(at_t0[f"{k}__ts"] == T0 for k in empty)
+    later = vstore.get_as_of(s.name, [1], T0 + 1).to_pylist()[0]
+    assert {k: later[k] for k in empty} == dict.fromkeys(empty)
+    assert all(later[f"{k}__ts"] == T0 + 1 for k in empty)
+    assert vstore.list_versions(s.name, 1, "string").column("string").to_pylist() == ["", None]
+
+
 def test_ensure_table_adds_features_and_rejects_new_keys(vstore: VersionedStore) -> None:
     s = new_table(vstore)
     put(vstore, s, v(1, T0, 1, clicks=1))
@@ -312,38 +391,50 @@ def test_ensure_table_adds_features_and_rejects_new_keys(vstore: VersionedStore)
         vstore.ensure_table(TableSchema(s.name, (Field("user_id", V.STRING),), s.features))
 
 
-_version = st.tuples(st.integers(0, 30), st.integers(-5, 5), st.booleans())
+_maybe_int = st.one_of(st.none(), st.integers(-5, 5))
+_version = st.tuples(st.integers(0, 30), _maybe_int, st.one_of(st.none(), st.sampled_from([0.5, -1.0])))
+_columns = st.sampled_from([(), ("clicks",), ("ctr",), ("clicks", "ctr")])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     versions=st.lists(_version, max_size=12),
     cuts=st.lists(st.integers(0, 12), max_size=3),
-    queries=st.lists(st.tuples(st.integers(-2, 34), st.booleans()), min_size=1, max_size=6),
+    columns=st.lists(_columns, min_size=4, max_size=4),
+    queries=st.lists(st.integers(-2, 34), min_size=1, max_size=6),
     ttl=st.one_of(st.none(), st.integers(1, 15)),
 )
 def test_property_as_of_matches_pick_version(
     vstore: VersionedStore,
-    versions: list[tuple[int, int, bool]],
+    versions: list[tuple[int, int | None, float | None]],
     cuts: list[int],
-    queries: list[tuple[int, bool]],
+    columns: list[tuple[str, ...]],
+    queries: list[int],
     ttl: int | None,
 ) -> None:
     """Random versions in source order (seq = position), cut into batches that arrive in order,
-    with any time order; every read equals the reference rule."""
+    with any time order; each batch has a random subset of the feature columns (absent = not
+    written) and random explicit nulls. Every read equals the reference rule."""
     s = _property_table(vstore, ttl)
     key = next(_keys)
     base = T0 + key * 1_000
-    triples = [(base + ts, seq, value) for seq, (ts, value, present) in enumerate(versions) if present]
-    rows = [v(key, ts, seq, clicks=value) for ts, seq, value in triples]
-    bounds = sorted({0, len(rows), *(min(c, len(rows)) for c in cuts)})
-    for lo, hi in itertools.pairwise(bounds):
-        put(vstore, s, *rows[lo:hi])
-    times = [base + q for q, _ in queries]
+    bounds = sorted({0, len(versions), *(min(c, len(versions)) for c in cuts)})
+    written: dict[str, list[tuple[int, int, Any]]] = {"clicks": [], "ctr": []}
+    for (lo, hi), names in zip(itertools.pairwise(bounds), columns, strict=False):
+        rows = []
+        for seq in range(lo, hi):
+            ts, clicks, ctr = versions[seq]
+            values = {"clicks": clicks, "ctr": ctr}
+            rows.append(v(key, base + ts, seq, **{n: values[n] for n in names}))
+            for n in names:
+                written[n].append((base + ts, seq, values[n]))
+        vstore.put(s.name, batch(s, rows, names))
+    times = [base + q for q in queries]
     for strict in (False, True):
-        got = cells(vstore.get_as_of(s.name, [key] * len(times), times, ["clicks"], strict=strict), "clicks")
-        want = [pick_version(triples, t, ttl, strict=strict) for t in times]
-        assert got == [(None, None) if w is None else (w[2], w[0]) for w in want]
+        result = vstore.get_as_of(s.name, [key] * len(times), times, strict=strict)
+        for name in ("clicks", "ctr"):
+            want = [pick_version(written[name], t, ttl, strict=strict) for t in times]
+            assert cells(result, name) == [(None, None) if w is None else (w[2], w[0]) for w in want]
 
 
 _property_tables: dict[tuple[int, int | None], TableSchema] = {}

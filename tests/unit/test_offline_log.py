@@ -9,7 +9,7 @@ import pytest
 from featurestore.config import OfflineLogConfig
 from featurestore.errors import NotFoundError, ValidationError
 from featurestore.offline import BATCH_ID_PROPERTY, OfflineLog
-from featurestore.schema import Field, TableSchema
+from featurestore.schema import WRITTEN, Field, TableSchema
 from featurestore.types import ValueType
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pyiceberg.*")  # pyparsing 3.3 vs pyiceberg 0.8
@@ -54,12 +54,13 @@ def test_append_and_scan_round_trip_with_time_bounds_and_projection(log: Offline
     assert table.scan().num_rows == 0
     table.append(versions([(1, 0, 1, 5, 0.5), (1, DAY + 1, 2, None, 0.25), (2, 3 * DAY, 3, 9, None)]))
     full = table.scan(dedupe=True)
-    assert full.column_names == ["user_id", "version_ms", "seq", "clicks", "ctr", "tags"]
-    assert full.column("clicks").to_pylist() == [5, None, 9]
-    assert full.column("tags").to_pylist() == [None, None, None]  # absent feature -> null
+    assert full.column_names == ["user_id", "version_ms", "seq", "clicks", "ctr", "tags", WRITTEN]
+    assert full.column("clicks").to_pylist() == [5, None, 9]  # the None: an explicit null
+    assert full.column("tags").to_pylist() == [None, None, None]  # absent feature -> null, not written:
+    assert full.column(WRITTEN).to_pylist() == ["clicks,ctr"] * 3
     bounded = table.scan(start_ms=DAY, end_ms=3 * DAY, features=["ctr"])
-    assert bounded.column_names == ["user_id", "version_ms", "seq", "ctr"]
-    assert bounded.to_pylist() == [{"user_id": 1, "version_ms": DAY + 1, "seq": 2, "ctr": 0.25}]
+    assert bounded.column_names == ["user_id", "version_ms", "seq", "ctr", WRITTEN]
+    assert bounded.to_pylist() == [{"user_id": 1, "version_ms": DAY + 1, "seq": 2, "ctr": 0.25, WRITTEN: "clicks,ctr"}]
     data_files = table.data_files(start_ms=DAY, end_ms=2 * DAY)
     assert len(data_files) == 1 and "version_day=1970-01-02" in data_files[0]  # partition pruning
 
@@ -125,3 +126,31 @@ def test_schema_evolution_adds_features_and_refuses_type_changes(log: OfflineLog
         log.ensure_table(changed)
     with pytest.raises(NotFoundError):
         log.table(TableSchema("nope", SCHEMA.keys, SCHEMA.features))
+
+
+def test_written_records_the_batch_columns_and_survives_a_copy(log: OfflineLog) -> None:
+    table = log.ensure_table(SCHEMA)
+    table.append(pa.table({"user_id": [1], "version_ms": [10], "seq": [1], "ctr": pa.array([None], pa.float64())}))
+    table.append(pa.table({"user_id": [1], "version_ms": [20], "seq": [2]}))  # writes nothing
+    assert table.scan(dedupe=True).column(WRITTEN).to_pylist() == ["ctr", ""]
+    copy = log.ensure_table(TableSchema("user_stats_copy", SCHEMA.keys, SCHEMA.features))
+    copy.append(table.scan())  # a _written column in the batch is kept, not recomputed
+    assert copy.scan(dedupe=True).column(WRITTEN).to_pylist() == ["ctr", ""]
+
+
+def test_rows_from_before_the_written_column_read_null(log: OfflineLog) -> None:
+    """A log table created before ``_written`` existed: its rows write every feature (null)."""
+    from featurestore.offline.log import _log_arrow_schema
+
+    legacy = _log_arrow_schema(SCHEMA).remove(_log_arrow_schema(SCHEMA).get_field_index(WRITTEN))
+    iceberg = log.catalog.create_table(log.identifier(SCHEMA.name), schema=legacy)
+    rows = versions([(1, 10, 1, 1, None)]).append_column("tags", pa.nulls(1, pa.list_(pa.string())))
+    iceberg.append(rows.add_column(3, "_version_time", pa.array([10_000], pa.timestamp("us", tz="UTC")))
+                   .select(legacy.names).cast(legacy))
+    assert log.table(SCHEMA).scan().column(WRITTEN).to_pylist() == [None]  # not even a column yet
+    con = duckdb.connect()
+    assert log.table(SCHEMA).relation(con).to_arrow_table().column(WRITTEN).to_pylist() == [None]
+    table = log.ensure_table(SCHEMA)  # adds the column
+    table.append(versions([(1, 20, 2, 2, None)]).select(["user_id", "version_ms", "seq", "clicks"]))
+    assert table.scan(dedupe=True).column(WRITTEN).to_pylist() == [None, "clicks"]
+    assert set(table.relation(con).to_arrow_table().column(WRITTEN).to_pylist()) == {None, "clicks"}

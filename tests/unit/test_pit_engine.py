@@ -14,7 +14,7 @@ from featurestore.errors import TimeSemanticsError, ValidationError
 from featurestore.offline import OfflineLog
 from featurestore.pit import ExportOptions, FeatureSource, Manifest, export, get_historical_features, reproduce
 from featurestore.pit import engine as engine_module
-from featurestore.schema import Field, TableSchema
+from featurestore.schema import WRITTEN, Field, TableSchema, write_set
 from featurestore.types import ValueType
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pyiceberg.*")  # pyparsing 3.3 vs pyiceberg 0.8
@@ -28,9 +28,12 @@ ITEM = TableSchema("item", (Field("item_id", ValueType.STRING),), (Field("clicks
 
 
 def user_versions(rows: list[tuple[int, int, int, int | None, float | None]]) -> pa.Table:
+    """Versions in the log layout; here a None means "not written" (left out of ``_written``)."""
     return pa.Table.from_pylist(
-        [{"user_id": u, "version_ms": t, "seq": s, "clicks": c, "ctr": r} for u, t, s, c, r in rows],
-        schema=USER.arrow_schema(),
+        [{"user_id": u, "version_ms": t, "seq": s, "clicks": c, "ctr": r,
+          WRITTEN: write_set(n for n, value in (("clicks", c), ("ctr", r)) if value is not None)}
+         for u, t, s, c, r in rows],
+        schema=USER.arrow_schema().append(pa.field(WRITTEN, pa.string())),
     )
 
 
@@ -60,7 +63,7 @@ def test_point_in_time_values_ttl_ties_and_order() -> None:
     assert out.select(["uid", "event_time", "label"]).equals(s)  # sample columns and order kept
     assert out.column("clicks").to_pylist() == [3, 1, None, None, None, 3, None]
     #                     tie: seq 3 wins ^   ^ ttl: 120-20 = 100 old -> expired
-    assert out.column("ctr").to_pylist() == [0.2, 0.1, None, None, None, 0.2, None]  # null cell hides nothing
+    assert out.column("ctr").to_pylist() == [0.2, 0.1, None, None, None, 0.2, None]  # unwritten hides nothing
     strict = get_historical_features(s, ["user:clicks"], [user_source()], options=ExportOptions(strict=True))
     assert strict.column("clicks").to_pylist() == [1, 1, None, None, None, 3, None]
 
@@ -196,3 +199,41 @@ def test_equal_times_highest_seq_wins_whatever_the_row_order(nulls: bool) -> Non
                                   [user_source(user_versions(rows * 50))])  # duplicates: as re-delivered
     assert out.column("clicks").to_pylist() == [90, 90]
     assert out.column("ctr").to_pylist() == [0.9, 0.9]
+
+
+def test_explicit_null_hides_older_value_absent_column_does_not(tmp_path: Path) -> None:
+    """Batches of the new convention through the offline log: a batch writes the columns it has."""
+    log = OfflineLog(OfflineLogConfig(catalog_uri=f"sqlite:///{tmp_path}/c.db", warehouse=str(tmp_path / "wh")))
+    table = log.ensure_table(USER)
+    table.append(pa.table({"user_id": [1, 2], "version_ms": [10, 10], "seq": [1, 2], "clicks": [1, 2],
+                           "ctr": [0.1, 0.2]}))
+    table.append(pa.table({"user_id": [1], "version_ms": [20], "seq": [3], "ctr": pa.array([None], pa.float64())}))
+    table.append(pa.table({"user_id": [2], "version_ms": [20], "seq": [4], "clicks": pa.array([None], pa.int64())}))
+    table.append(pa.table({"user_id": [1, 2], "version_ms": [30, 30], "seq": [5, 6], "ctr": [0.3, None]}))
+    s = samples([15, 20, 30, 15, 20, 30, 20], [1, 1, 1, 2, 2, 2, 1])
+    out = get_historical_features(s, ["user:clicks", "user:ctr"], [user_source(table)])
+    assert out.column("clicks").to_pylist() == [1, 1, 1, 2, None, None, 1]
+    assert out.column("ctr").to_pylist() == [0.1, None, 0.3, 0.2, 0.2, None, None]
+    strict = get_historical_features(s, ["user:ctr"], [user_source(table)], options=ExportOptions(strict=True))
+    assert strict.column("ctr").to_pylist() == [0.1, 0.1, None, 0.2, 0.2, 0.2, 0.1]
+    # the same versions as one Arrow table without _written: every row writes every feature
+    flat = table.scan().drop_columns([WRITTEN])
+    out = get_historical_features(s, ["user:clicks"], [user_source(flat)])
+    assert out.column("clicks").to_pylist() == [1, None, None, 2, None, None, None]
+
+
+def test_ttl_applies_to_a_null_version() -> None:
+    versions = pa.table({"user_id": [1, 1], "version_ms": [10, 50], "seq": [1, 2],
+                         "clicks": pa.array([5, None], pa.int64()), "ctr": pa.array([0.5, 0.6])})
+    out = get_historical_features(samples([49, 50, 109, 149, 150], [1] * 5), ["user:clicks"],
+                                  [user_source(versions)])  # ttl 100
+    assert out.column("clicks").to_pylist() == [5, None, None, None, None]
+
+
+def test_write_groups_share_one_asof_per_write_set() -> None:
+    schema = TableSchema("t", (Field("k", ValueType.INT64),),
+                         tuple(Field(n, ValueType.INT64) for n in ("a", "b", "c", "d")))
+    groups = engine_module.write_groups(schema, ["a", "b", "c", "d"], ["a,b", "c", "a,b,c"])
+    assert groups == [(("a", "b"), ("a,b", "a,b,c")), (("c",), ("c", "a,b,c"))]  # d: never written
+    assert engine_module.write_groups(schema, ["a", "d"], [None]) == [(("a", "d"), None)]
+    assert engine_module.write_groups(schema, ["a", "c"], [None, "c"]) == [(("a",), (None,)), (("c",), None)]

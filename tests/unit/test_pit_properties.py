@@ -1,7 +1,10 @@
 """The export equals a naive oracle built on time_semantics.pick_version.
 
-Null semantics under test: a null cell means "this version did not set the feature", so a
-feature's versions are only its non-null cells; a null never hides an older value.
+What a version writes (featurestore.schema): versions arrive in batches, each with a random
+subset of the feature columns. A feature absent from a batch is not written by its rows (the
+versions table records the batch's columns in ``_written``; a row with a null ``_written``
+writes every feature); a null in a present column is an explicit null value, which hides older
+values like any value. So a feature's versions are the rows that write it, nulls included.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featurestore.pit import ExportOptions, FeatureSource, get_historical_features
-from featurestore.schema import Field, TableSchema
+from featurestore.schema import WRITTEN, Field, TableSchema, write_set
 from featurestore.time_semantics import pick_version
 from featurestore.types import ValueType
 
@@ -36,14 +39,26 @@ times = st.integers(min_value=0, max_value=30)
 ttls = st.one_of(st.none(), st.integers(min_value=1, max_value=15))
 
 
+# A batch's feature columns: a subset, or None for "no _written recorded" (every feature written).
+USER_COLUMNS = st.sampled_from([None, (), ("clicks",), ("ctr",), ("clicks", "ctr")])
+
+
 @st.composite
 def user_versions(draw: st.DrawFn) -> list[dict[str, Any]]:
     rows = draw(st.lists(st.tuples(st.sampled_from(USERS[:3]), times,
                                    st.one_of(st.none(), st.integers(-5, 5)),
                                    st.one_of(st.none(), st.floats(0, 1, allow_nan=False))), max_size=25))
     seqs = draw(st.permutations(range(len(rows))))  # unique seq: ties on time broken by seq only
-    return [{"user_id": u, "version_ms": t, "seq": s, "clicks": c, "ctr": r}
-            for (u, t, c, r), s in zip(rows, seqs, strict=True)]
+    columns = draw(st.lists(USER_COLUMNS, min_size=5, max_size=5))  # per batch (at most 5)
+    cuts = sorted(draw(st.lists(st.integers(0, len(rows)), min_size=2, max_size=4)))  # batches: runs of rows
+    out = []
+    for i, ((u, t, c, r), s) in enumerate(zip(rows, seqs, strict=True)):
+        names = columns[sum(1 for cut in cuts if cut <= i)]  # one column set per batch
+        values = {"clicks": c, "ctr": r}
+        row = {"user_id": u, "version_ms": t, "seq": s, WRITTEN: None if names is None else write_set(names)}
+        row.update({n: values[n] if names is None or n in names else None for n in values})  # absent: null
+        out.append(row)
+    return out
 
 
 @st.composite
@@ -54,6 +69,11 @@ def item_versions(draw: st.DrawFn) -> list[dict[str, Any]]:
     return [{"item_id": i, "version_ms": t, "seq": s, "tag": g} for (i, t, g), s in zip(rows, seqs, strict=True)]
 
 
+def writes(version: dict[str, Any], feature: str) -> bool:
+    written = version.get(WRITTEN)
+    return written is None or feature in written.split(",")
+
+
 samples_strategy = st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(ITEMS), st.integers(0, 40)),
                             min_size=1, max_size=30)
 
@@ -61,7 +81,7 @@ samples_strategy = st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(IT
 def oracle(versions: list[dict[str, Any]], key: str, feature: str, key_value: object, at: int,
            ttl: int | None, strict: bool) -> object:
     cells = [(v["version_ms"], v["seq"], v[feature]) for v in versions
-             if v[key] == key_value and v[feature] is not None]
+             if v[key] == key_value and writes(v, feature)]
     picked = pick_version(cells, at, ttl, strict=strict)
     return None if picked is None else picked[2]
 
@@ -79,8 +99,9 @@ def test_export_matches_pick_version_oracle(
         "ts": pa.array([s[2] for s in samples], pa.int64()),
     })
     sources = [
-        FeatureSource(us, pa.Table.from_pylist(users, schema=us.arrow_schema()), join_keys={"user_id": "uid"}),
-        FeatureSource(its, pa.Table.from_pylist(items, schema=its.arrow_schema())),
+        FeatureSource(us, pa.Table.from_pylist(users, schema=us.arrow_schema().append(pa.field(WRITTEN, pa.string()))),
+                      join_keys={"user_id": "uid"}),
+        FeatureSource(its, pa.Table.from_pylist(items, schema=its.arrow_schema())),  # no _written: nulls are values
     ]
     out = get_historical_features(
         sample_table, ["user:clicks", "user:ctr", "item:tag"], sources, event_time="ts",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from featurestore.errors import ConfigError
+from featurestore.errors import ConfigError, StoreError
 from featurestore.storage.embedded import EmbeddedStore
 from featurestore.storage.versioned import VersionedStore, open_versioned_store
 from tests.contract import versioned_store_suite as suite
@@ -56,3 +57,31 @@ def test_reput_after_delete_is_visible(vstore: VersionedStore) -> None:
     vstore.delete_key(s.name, 1)
     suite.put(vstore, s, suite.v(1, suite.T0 - 10, 2, clicks=2))
     assert suite.cells(vstore.get_as_of(s.name, [1], suite.T0), "clicks") == [(2, suite.T0 - 10)]
+
+
+def test_lower_seq_null_at_equal_time_never_overwrites(vstore: VersionedStore) -> None:
+    s = suite.new_table(vstore)
+    suite.put(vstore, s, suite.v(1, suite.T0, 5, clicks=None))
+    suite.put(vstore, s, suite.v(1, suite.T0, 4, clicks=4))
+    assert suite.cells(vstore.get_as_of(s.name, [1], suite.T0), "clicks") == [(None, suite.T0)]
+    suite.put(vstore, s, suite.v(2, suite.T0, 5, clicks=5))
+    suite.put(vstore, s, suite.v(2, suite.T0, 4, clicks=None))
+    assert suite.cells(vstore.get_as_of(s.name, [2], suite.T0), "clicks") == [(5, suite.T0)]
+
+
+def test_table_of_the_older_cell_format_is_refused(tmp_path: Path) -> None:
+    """Before explicit nulls, stored values had no presence byte: such a table is not misread."""
+    uri = f"embedded://{tmp_path}/legacy"
+    with EmbeddedStore.from_uri(uri) as store:
+        schema = suite.new_table(store)
+        suite._created.clear()
+        with store._env.begin(write=True, db=store._schema_db) as txn:
+            legacy = json.loads(txn.get(schema.name.encode()))
+            del legacy["cell_format"]
+            txn.put(schema.name.encode(), json.dumps(legacy).encode())
+    with EmbeddedStore.from_uri(uri) as again:
+        with pytest.raises(StoreError, match="cell format"):
+            again.get_as_of(schema.name, [1], suite.T0)
+        again.drop_table(schema.name)  # the way out: drop, then rewrite the versions
+        again.ensure_table(schema)
+        assert suite.put(again, schema, suite.v(1, suite.T0, 1, clicks=None)) == 1
