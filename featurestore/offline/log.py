@@ -33,6 +33,7 @@ change which value a sample sees.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ if TYPE_CHECKING:
 VERSION_TIME = "_version_time"
 PARTITION_FIELD = "version_day"
 BATCH_ID_PROPERTY = "featurestore.batch-id"
-_COMMIT_ATTEMPTS = 5
+# Concurrent writers (one per window group and Python worker) race for the catalog's pointer;
+# a loser reloads and retries with jittered, growing pauses until this deadline.
+_COMMIT_DEADLINE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,9 @@ class OfflineTable:
 
         data = self._conform(versions)
         properties = {BATCH_ID_PROPERTY: batch_id} if batch_id is not None else {}
-        for attempt in range(_COMMIT_ATTEMPTS):
+        deadline = time.monotonic() + _COMMIT_DEADLINE_S
+        attempt = 0
+        while True:
             if batch_id is not None and batch_id in self.batch_ids():
                 return AppendResult(self.current_snapshot_id(), 0, skipped=True)
             if data.num_rows == 0 and batch_id is None:
@@ -205,15 +210,16 @@ class OfflineTable:
             try:
                 self._table.append(data, snapshot_properties=properties)
             except CommitFailedException:
-                if attempt == _COMMIT_ATTEMPTS - 1:
+                attempt += 1
+                if time.monotonic() >= deadline:
                     raise StoreError(
-                        f"could not commit to {self.identifier} after {_COMMIT_ATTEMPTS} attempts (concurrent writers)"
+                        f"could not commit to {self.identifier} in {_COMMIT_DEADLINE_S:.0f} s "
+                        f"({attempt} attempts lost to concurrent writers)"
                     ) from None
-                time.sleep(0.05 * (attempt + 1))
+                time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.02 * 2**attempt))
                 self.refresh()
                 continue
             return AppendResult(self.current_snapshot_id(), data.num_rows)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _conform(self, versions: pa.Table) -> pa.Table:
         """Check and cast a batch to the log schema; features absent from the batch are null and

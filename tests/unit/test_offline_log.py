@@ -145,8 +145,11 @@ def test_rows_from_before_the_written_column_read_null(log: OfflineLog) -> None:
     legacy = _log_arrow_schema(SCHEMA).remove(_log_arrow_schema(SCHEMA).get_field_index(WRITTEN))
     iceberg = log.catalog.create_table(log.identifier(SCHEMA.name), schema=legacy)
     rows = versions([(1, 10, 1, 1, None)]).append_column("tags", pa.nulls(1, pa.list_(pa.string())))
-    iceberg.append(rows.add_column(3, "_version_time", pa.array([10_000], pa.timestamp("us", tz="UTC")))
-                   .select(legacy.names).cast(legacy))
+    iceberg.append(
+        rows.add_column(3, "_version_time", pa.array([10_000], pa.timestamp("us", tz="UTC")))
+        .select(legacy.names)
+        .cast(legacy)
+    )
     assert log.table(SCHEMA).scan().column(WRITTEN).to_pylist() == [None]  # not even a column yet
     con = duckdb.connect()
     assert log.table(SCHEMA).relation(con).to_arrow_table().column(WRITTEN).to_pylist() == [None]
@@ -154,3 +157,41 @@ def test_rows_from_before_the_written_column_read_null(log: OfflineLog) -> None:
     table.append(versions([(1, 20, 2, 2, None)]).select(["user_id", "version_ms", "seq", "clicks"]))
     assert table.scan(dedupe=True).column(WRITTEN).to_pylist() == [None, "clicks"]
     assert set(table.relation(con).to_arrow_table().column(WRITTEN).to_pylist()) == {None, "clicks"}
+
+
+def test_concurrent_writers_lose_no_batch(tmp_path: Path) -> None:
+    """One writer per window group appends at the same time; every batch lands."""
+    import threading
+
+    from featurestore.config import OfflineLogConfig
+    from featurestore.offline.log import OfflineLog
+    from featurestore.schema import Field, TableSchema
+    from featurestore.types import ValueType
+
+    config = OfflineLogConfig(catalog_uri=f"sqlite:///{tmp_path}/c.db", warehouse=str(tmp_path / "w"))
+    schema = TableSchema(
+        "t", (Field("k", ValueType.STRING),), (Field("a", ValueType.INT64), Field("b", ValueType.INT64))
+    )
+    OfflineLog(config).ensure_table(schema)
+
+    def write(writer: int) -> None:
+        table = OfflineLog(config).table(schema)
+        for j in range(8):
+            column = "a" if writer % 2 else "b"
+            table.append(
+                pa.table(
+                    {
+                        "k": [f"k{writer}"],
+                        "version_ms": pa.array([1_700_000_000_000 + j], pa.int64()),
+                        "seq": pa.array([0], pa.int64()),
+                        column: pa.array([j], pa.int64()),
+                    }
+                )
+            )
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert OfflineLog(config).table(schema).scan().num_rows == 32
