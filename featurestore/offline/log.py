@@ -26,7 +26,9 @@ append whose id is already in the table's snapshot history is skipped. The check
 are safe under concurrency because the SQL catalog commits with compare-and-swap: a conflicting
 commit fails, the table is refreshed and the id checked again. This costs nothing on read. As a
 second line for writers that cannot give batch ids, :meth:`OfflineTable.scan` can drop exact
-duplicates on read (``dedupe=True``: one row per keys, ``version_ms``, ``seq``). The point-in-time
+duplicates on read (``dedupe=True``: one row per keys, ``version_ms``, ``seq`` and write set
+``_written``: versions of different window groups share a time and seq but write different
+features, so they are not duplicates). The point-in-time
 engine does not need it: a duplicate version carries the same (time, seq, values), so it can never
 change which value a sample sees.
 """
@@ -327,7 +329,7 @@ class OfflineTable:
         """Versions with ``start_ms <= version_ms < end_ms`` as Arrow, at a snapshot (default: current):
         keys, ``version_ms``, ``seq``, the features, then ``_written`` (null: every feature).
 
-        ``dedupe`` keeps one row per (keys, ``version_ms``, ``seq``) and sorts by them.
+        ``dedupe`` keeps one row per (keys, ``version_ms``, ``seq``, ``_written``) and sorts by them.
         """
         if snapshot_id is None and self.current_snapshot_id() is None:
             return self._empty(features)
@@ -338,7 +340,7 @@ class OfflineTable:
         data = data.select(list(self._columns(features)))
         data = data.cast(pa.schema([target.field(n) for n in data.column_names]))
         if dedupe:
-            data = _dedupe(data, (*self.schema.key_names, VERSION_MS, SEQ))
+            data = _dedupe(data, (*self.schema.key_names, VERSION_MS, SEQ, WRITTEN))
         return data
 
     def data_files(
