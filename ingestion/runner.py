@@ -35,7 +35,8 @@ class RunResult:
     seconds: float
 
 
-def _table_environment(jars: Sequence[str] | None, parallelism: int, options: Mapping[str, str]) -> Any:
+def table_environment(jars: Sequence[str] | None, parallelism: int, options: Mapping[str, str]) -> Any:
+    """A streaming TableEnvironment with the connector jars, UTC, and ``options`` on top."""
     try:
         from pyflink.table import EnvironmentSettings, TableEnvironment
     except ImportError as exc:  # pragma: no cover - apache-flink is a pinned dependency
@@ -80,7 +81,7 @@ def run_plans(
     ``jars``: file:// URLs for ``pipeline.jars`` (default: the Kafka and Avro connectors from
     :func:`featurestore.services.manager.flink_jars`). ``options``: more Flink configuration.
     """
-    env = _table_environment(jars, parallelism, options or {})
+    env = table_environment(jars, parallelism, options or {})
     statements = env.create_statement_set()
     for plan in plans:
         for ddl in plan.statements():

@@ -28,7 +28,7 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules are imported here, not at the top, so each stays importable on its own.
-    from sdk.cli import demo, registry, serve, services
+    from sdk.cli import demo, ingest, registry, serve, services
 
     main.add_command(services.services)
     main.add_command(registry.plan)
@@ -36,6 +36,7 @@ def _register() -> None:
     main.add_command(registry.registry_group)
     main.add_command(demo.demo)
     main.add_command(serve.serve)
+    main.add_command(ingest.ingest)
 
 
 _register()

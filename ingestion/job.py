@@ -1,0 +1,141 @@
+"""The streaming ingestion job: the registry's feature tables, compiled for their Kafka binding,
+running on Flink, writing every version to the versioned store, the latest to the online cache
+and every version to the offline log.
+
+One job for all tables: per feature table the compiled plan's source declarations, and per window
+group ``INSERT INTO <blackhole> SELECT <write UDF>(<group columns>) FROM (<group query>)``
+(:mod:`ingestion.store_sink`). Flink configuration comes from the profile's ``flink`` section:
+local MiniCluster or a remote cluster, parallelism, checkpoints (RocksDB state, at-least-once
+sinks), and the Arrow batch / bundle sizes of the Python hand-off.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featurestore.config import FlinkConfig, ProfileConfig
+from featurestore.errors import ConfigError, ValidationError
+from featurestore.time_semantics import parse_duration_ms
+from registry.compiler import CompiledPlan, compile_table
+from registry.flink_sql import q
+from registry.models import Definitions
+
+from ingestion.runner import table_environment
+
+
+def flink_options(flink: FlinkConfig) -> dict[str, str]:
+    """Flink configuration of a job from the profile: checkpoints, the Python hand-off, the target."""
+    checkpoint_dir = flink.checkpoint_dir if "://" in flink.checkpoint_dir else Path(flink.checkpoint_dir).as_uri()
+    options = {
+        "execution.checkpointing.interval": f"{parse_duration_ms(flink.checkpoint_interval)} ms",
+        "execution.checkpointing.dir": checkpoint_dir,
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "state.backend.type": "rocksdb",
+        "python.executable": flink.python_executable or sys.executable,
+        "python.client.executable": flink.python_executable or sys.executable,
+        "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
+        "python.fn-execution.bundle.size": str(flink.bundle_size),
+    }
+    if flink.mode == "remote":
+        if not flink.address or ":" not in flink.address:
+            raise ConfigError("flink.mode is remote but flink.address is not host:port of the JobManager's REST API")
+        host, port = flink.address.rsplit(":", 1)
+        options.update({"execution.target": "remote", "rest.address": host, "rest.port": port})
+    return options
+
+
+@dataclass
+class IngestJob:
+    """A submitted ingestion job: its plans and Flink's TableResult (``wait()`` for bounded runs)."""
+
+    plans: list[CompiledPlan]
+    result: Any
+
+    @property
+    def job_id(self) -> str:
+        client = self.result.get_job_client()
+        return str(client.get_job_id()) if client is not None else ""
+
+    def wait(self) -> None:
+        self.result.wait()
+
+    def cancel(self) -> None:
+        client = self.result.get_job_client()
+        if client is not None:
+            client.cancel().result()
+
+
+def streamable_tables(definitions: Definitions, tables: Sequence[str] | None = None) -> list[str]:
+    """The feature tables to ingest: the named ones (each must have a stream binding) or all that have one."""
+    names = list(tables) if tables else [t.name for t in definitions.feature_tables]
+    chosen = []
+    for name in names:
+        table = definitions.feature_table(name)
+        if definitions.source(table.source).stream is None:
+            if tables:
+                raise ValidationError(
+                    f"feature table {name!r} reads source {table.source!r}, which has no stream binding"
+                )
+            continue
+        chosen.append(name)
+    if not chosen:
+        raise ValidationError("no feature table to ingest: none has a source with a stream binding")
+    return chosen
+
+
+def submit(
+    config: ProfileConfig,
+    definitions: Definitions,
+    tables: Sequence[str] | None = None,
+    *,
+    bounded: bool = False,
+    jars: Sequence[str] | None = None,
+    extra_options: dict[str, str] | None = None,
+) -> IngestJob:
+    """Compile the tables for their Kafka binding and submit one job writing to the profile's stores.
+
+    ``bounded`` stops at the offsets that are latest when the job starts (tests, catch-up runs).
+    """
+    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf
+
+    if config.kafka is None:
+        raise ConfigError(
+            "the profile has no kafka section, so there is no stream to ingest",
+            hint="use the cluster profile (featurestore services up) or set kafka.bootstrap_servers",
+        )
+    options = {**flink_options(config.flink), **(extra_options or {})}
+    env = table_environment(jars, config.flink.parallelism, options)
+    statements = env.create_statement_set()
+    plans = []
+    for name in streamable_tables(definitions, tables):
+        feature_table = definitions.feature_table(name)
+        plan = compile_table(
+            definitions, name, "stream", kafka_bootstrap=config.kafka.bootstrap_servers, bounded=bounded
+        )
+        for ddl in plan.statements():
+            env.execute_sql(ddl)
+        for group in plan.groups:
+            columns = tuple(group.arrow_schema.names)
+            spec = SinkSpec(
+                schema=plan.schema,
+                columns=columns,
+                versioned_store=config.versioned_store if feature_table.online or feature_table.offline else None,
+                online_cache=config.online_cache if feature_table.online else None,
+                offline_log=config.offline_log if feature_table.offline else None,
+            )
+            if group is plan.groups[0]:
+                prepare_stores(spec)
+            function = f"__write_{name}_{group.name}"
+            sink = f"__done_{name}_{group.name}"
+            env.create_temporary_function(function, write_udf(spec))
+            env.execute_sql(f"CREATE TEMPORARY TABLE {q(sink)} (n BIGINT) WITH ('connector' = 'blackhole')")
+            arguments = ", ".join(q(c) for c in columns)
+            statements.add_insert_sql(
+                f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n)"
+            )
+        plans.append(plan)
+    return IngestJob(plans, statements.execute())

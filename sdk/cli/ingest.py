@@ -1,0 +1,34 @@
+"""`featurestore ingest`: the registry's feature tables computed live from Kafka into the stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--repo", type=click.Path(path_type=Path), default=Path("."), show_default=True)
+@click.option("--tables", "-t", multiple=True, help="feature tables to ingest (default: all with a stream binding)")
+@click.option("--profile", default=None, help="configuration profile (default: featurestore.yaml's, else local)")
+@click.option("--bounded", is_flag=True, help="stop at the offsets that are latest when the job starts")
+def ingest(repo: Path, tables: tuple[str, ...], profile: str | None, bounded: bool) -> None:
+    """Submit the streaming job of the applied registry version and follow it (Ctrl-C cancels it)."""
+    from featurestore.config import load_config
+    from ingestion.job import submit
+    from registry.store import Registry
+
+    config = load_config(repo, profile=profile)
+    version = Registry.for_repo(repo, profile=profile).get()
+    job = submit(config, version.definitions, list(tables) or None, bounded=bounded)
+    names = ", ".join(plan.table for plan in job.plans)
+    click.echo(f"registry version {version.id}: ingesting {names} (Flink job {job.job_id})")
+    click.echo(f"  versions -> {config.versioned_store}; latest -> {config.online_cache}")
+    click.echo(f"  every version -> the offline log in {config.offline_log.warehouse}")
+    try:
+        job.wait()
+    except KeyboardInterrupt:
+        click.echo("cancelling the job; the last checkpoint is kept under " + config.flink.checkpoint_dir)
+        job.cancel()
+        raise SystemExit(130) from None
+    click.echo("the job finished (bounded input consumed)")
