@@ -183,11 +183,7 @@ def run_demo(
         notes.append(f"{samples.num_rows:,} samples, {positives:,} positives ({positives / samples.num_rows:.2%})")
 
     refs = list(dict.fromkeys([*sample_table.features, *training_set.features]))
-    by_table: dict[str, list[str]] = {}
-    for ref in refs:
-        table_name, feature = split_ref(ref)
-        by_table.setdefault(table_name, []).append(feature)
-    sources = [FeatureSource(schemas[t], offline_tables[t]) for t in sorted(by_table)]
+    sources = [FeatureSource(schemas[t], offline_tables[t]) for t in sorted({split_ref(r)[0] for r in refs})]
     train_dir = output / "training"
     train_dir.mkdir(parents=True, exist_ok=True)
     with _step(console, report, f"6. Export {training_set.name} point-in-time correct") as notes:
@@ -206,18 +202,16 @@ def run_demo(
         pit = get_historical_features(samples, refs, sources, event_time="ts")
 
     with _step(
-        console, report, "7. Leaky export: values as of the end of the sample's day (a daily-snapshot join)"
+        console, report, f"7. Leaky export: features read when the sample is emitted, {sample_table.window} late"
     ) as notes:
-        leaky = samples
-        day_end = pc.subtract(pc.multiply(pc.add(pc.divide(samples["ts"], DAY_MS), 1), DAY_MS), 1).to_pylist()
-        for table_name, wanted in sorted(by_table.items()):
-            key = schemas[table_name].key_names[0]
-            snapshot = store.get_as_of(table_name, leaky[key].to_pylist(), day_end, wanted)
-            for name in wanted:
-                leaky = leaky.append_column(name, snapshot[name])
-        notes.append(
-            "what joining a daily feature snapshot by date does: each sample sees its whole day, its own click included"
+        # The mistake a naive sample service makes: it attaches features when the label window
+        # closes, not as of the impression. The same engine, asked one label window late, shows it.
+        emitted = samples.set_column(
+            samples.column_names.index("ts"), "ts", pc.add(samples["ts"], sample_table.window_ms)
         )
+        leaky = get_historical_features(emitted, refs, sources, event_time="ts")
+        leaky = leaky.set_column(leaky.column_names.index("ts"), "ts", samples["ts"])
+        notes.append(f"each sample sees {sample_table.window} of its own future: its own click is in user_clicks_10m")
 
     with _step(console, report, "8. Train logistic regression, test on the last 5 days") as notes:
         numeric = [
