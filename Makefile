@@ -19,7 +19,12 @@ $(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed
+# The hdfs-replay Flink source (backfill/java), built with Maven when missing or stale.
+BACKFILL_JAR := backfill/java/target/featurestore-replay.jar
+$(BACKFILL_JAR): backfill/java/pom.xml $(shell find backfill/java/src -type f 2>/dev/null) | $(VENV)/.installed
+	$(BIN)/python -m backfill.jar
+
+install: $(VENV)/.installed $(BACKFILL_JAR)
 
 lock: $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock

@@ -1,0 +1,315 @@
+"""The hdfs-replay source against a Python sort of the same files, on local disk and on HDFS.
+
+The layouts are adversarial: rows shuffled inside files, many small files per landing hour that
+overlap in event time, a batch of events landed hours late, Zipf-skewed keys plus one hot key.
+Every check compares the emitted rows with the specification computed here in Python:
+per partition, the order (event time, file index, row) over ``eventlog.read(..., with_position=True)``
+and the partition ``featurestore.keys.partition_for(encode_key(key), P)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from backfill.jar import replay_jar
+from backfill.replay import ReplaySpec, read_output, read_replay
+from featurestore import eventlog
+from featurestore.datagen import CtrLogSpec, generate
+from featurestore.errors import TerminalError
+from featurestore.fs import open_fs
+from featurestore.keys import encode_key, partition_for
+from featurestore.services import ports
+from registry.models import Source
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYOUT = "events/impressions/dt={date}/hour={hour}/*.avro"
+HOUR_MS = 3_600_000
+IMPRESSION_AVRO = {
+    "type": "record",
+    "name": "impression",
+    "fields": [
+        {"name": "impression_id", "type": "string"},
+        {"name": "user_id", "type": "string"},
+        {"name": "item_id", "type": "string"},
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "position", "type": "int"},
+        {"name": "device", "type": "string"},
+        {"name": "bid_price", "type": "double"},
+        {"name": "top", "type": "boolean"},
+        {"name": "dwell_hint", "type": ["null", "long"]},
+    ],
+}
+SOURCE = Source(name="impressions", avro_schema=IMPRESSION_AVRO, event_time="ts", batch={"path": LAYOUT})
+LATE_BY_MS = int(2.5 * HOUR_MS)
+
+
+def _events(rows_per_day: int, days: int = 2, seed: int = 11) -> pa.Table:
+    """Impressions in arrival order, shuffled, with a hot key and a batch landed 2.5 hours late."""
+    table = generate(
+        CtrLogSpec(days=days, users=300, items=200, impressions_per_day=rows_per_day, seed=seed)
+    ).impressions
+    rng = np.random.default_rng(seed)
+    n = table.num_rows
+    users = np.array(table["user_id"].to_pylist(), dtype=object)
+    users[rng.random(n) < 0.2] = "hot-user"
+    arrival = table["arrival_ms"].to_numpy().copy()
+    ts = table["ts"].to_numpy()
+    day0 = int(ts.min()) // 86_400_000 * 86_400_000
+    late = ((ts - day0) // HOUR_MS == 26) & (rng.random(n) < 0.3)  # some of day 2's 02:00 hour
+    arrival[late] = ts[late] + LATE_BY_MS
+    position = table["position"].to_numpy()
+    dwell = pa.array([None if i % 7 == 0 else int(i) for i in range(n)], pa.int64())
+    table = pa.table(
+        {
+            "impression_id": table["impression_id"],
+            "user_id": pa.array(users.tolist(), pa.string()),
+            "item_id": table["item_id"],
+            "ts": table["ts"],
+            "position": table["position"],
+            "device": table["device"],
+            "bid_price": table["bid_price"],
+            "top": pa.array(position == 1),
+            "dwell_hint": dwell,
+            "arrival_ms": pa.array(arrival),
+            "late": pa.array(late),
+        }
+    )
+    return table.take(pa.array(rng.permutation(n)))  # rows inside a file in no time order at all
+
+
+def _land(root: str, events: pa.Table, rows_per_file: int = 400) -> None:
+    eventlog.land(
+        events,
+        root,
+        LAYOUT,
+        fmt="avro",
+        avro_schema=IMPRESSION_AVRO,
+        landing_column="arrival_ms",
+        rows_per_file=rows_per_file,
+    )
+
+
+def _landing_start(path: str) -> int:
+    date = path.split("/dt=")[1][:10]
+    hour = int(path.split("/hour=")[1][:2])
+    day = dt.datetime.fromisoformat(date).replace(tzinfo=dt.UTC)
+    return int(day.timestamp() * 1000) + hour * HOUR_MS
+
+
+def expected(root: str, spec: ReplaySpec) -> pd.DataFrame:
+    """The specification: every row in range, not beyond max-lateness, with its partition, in
+    (partition, event time, file, row) order."""
+    ref = eventlog.read(root, LAYOUT, fmt="avro", with_position=True).to_pandas()
+    partitions = spec.partitions_for(SOURCE)
+    ref["partition"] = [
+        partition_for(encode_key(list(k)), partitions) for k in zip(*(ref[c] for c in spec.key_fields), strict=True)
+    ]
+    starts = [_landing_start(p) for p in eventlog.files(root, LAYOUT)]
+    horizon = np.minimum.accumulate(np.array(starts[::-1]) - spec.max_lateness_ms)[::-1]
+    ref["beyond"] = ref["ts"].to_numpy() < horizon[ref["_file"].to_numpy()]
+    keep = np.ones(len(ref), dtype=bool)
+    if spec.start_ms is not None:
+        keep &= ref["ts"].to_numpy() >= spec.start_ms
+    if spec.end_ms is not None:
+        keep &= ref["ts"].to_numpy() < spec.end_ms
+    ref = ref[keep]
+    return ref.sort_values(["partition", "ts", "_file", "_row"], kind="stable").reset_index(drop=True)
+
+
+def check_replay(out: pa.Table, ref: pd.DataFrame, spec: ReplaySpec) -> None:
+    got = out.to_pandas()
+    # every event exactly once
+    assert got["impression_id"].is_unique
+    assert len(got) == len(ref)
+    assert set(got["impression_id"]) == set(ref["impression_id"])
+    # partition ids equal Python's partition_for
+    partitions = spec.partitions_for(SOURCE)
+    want = [
+        partition_for(encode_key(list(k)), partitions) for k in zip(*(got[c] for c in spec.key_fields), strict=True)
+    ]
+    assert got["__partition"].tolist() == want
+    # per partition, the emitted order is the Python sort, positions included
+    for partition, rows in got.groupby("__partition", sort=True):
+        spec_rows = ref[ref["partition"] == partition]
+        assert rows["impression_id"].tolist() == spec_rows["impression_id"].tolist(), f"partition {partition}"
+        assert rows["__file"].tolist() == spec_rows["_file"].tolist()
+        assert rows["__row"].tolist() == spec_rows["_row"].tolist()
+        # the watermark each row saw is below its event time (slack = the 1 ms delay): none is late
+        seen = rows["__wm_ms"].to_numpy()
+        assert (seen < rows["ts"].to_numpy()).all()
+    # values survive the trip: types, nulls, booleans, doubles
+    merged = got.merge(ref, on="impression_id", suffixes=("", "_ref"))
+    for column in ("user_id", "item_id", "ts", "position", "device", "bid_price", "top"):
+        assert (merged[column] == merged[f"{column}_ref"]).all(), column
+    assert merged["dwell_hint"].isna().equals(merged["dwell_hint_ref"].isna())
+
+
+@pytest.fixture(scope="module")
+def jar() -> str:
+    return replay_jar().as_uri()
+
+
+@pytest.fixture(scope="module")
+def local_history(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = str(tmp_path_factory.mktemp("history"))
+    _land(root, _events(6_000))
+    return root
+
+
+@pytest.fixture(scope="module")
+def hdfs_history(services: object) -> Iterator[str]:
+    root = f"{ports.HDFS_URI}/tests/replay-{uuid.uuid4().hex[:8]}"
+    _land(root, _events(6_000))
+    yield root
+    open_fs(root).delete(root)
+
+
+@pytest.mark.parametrize("where", ["local", "hdfs"])
+def test_replay_is_ordered_partitioned_and_exactly_once(
+    where: str, request: pytest.FixtureRequest, jar: str, tmp_path: Path
+) -> None:
+    root = request.getfixturevalue(f"{where}_history")
+    spec = ReplaySpec(key_fields=("user_id",), partitions=5, max_lateness_ms=3 * HOUR_MS)
+    ref = expected(root, spec)
+    assert len(eventlog.files(root, LAYOUT)) > 40  # many small, overlapping files
+    assert not ref["beyond"].any()
+    out = read_replay(SOURCE, history_root=root, spec=spec, work_dir=tmp_path, jars=[jar], parallelism=2)
+    check_replay(out, ref, spec)
+
+
+def test_time_range_and_a_two_column_key(local_history: str, jar: str, tmp_path: Path) -> None:
+    ts = expected(local_history, ReplaySpec(key_fields=("user_id",)))["ts"]
+    start, end = int(ts.quantile(0.3)), int(ts.quantile(0.6))
+    spec = ReplaySpec(
+        key_fields=("user_id", "position"), partitions=3, start_ms=start, end_ms=end, max_lateness_ms=3 * HOUR_MS
+    )
+    ref = expected(local_history, spec)
+    assert 0 < len(ref) < len(ts)
+    out = read_replay(SOURCE, history_root=local_history, spec=spec, work_dir=tmp_path, jars=[jar])
+    check_replay(out, ref, spec)
+    assert pc.min(out["ts"]).as_py() >= start and pc.max(out["ts"]).as_py() < end
+
+
+def test_a_row_beyond_max_lateness_fails_the_job_by_default(local_history: str, jar: str, tmp_path: Path) -> None:
+    spec = ReplaySpec(key_fields=("user_id",), partitions=2, max_lateness_ms=HOUR_MS)
+    assert expected(local_history, spec)["beyond"].any()
+    with pytest.raises(TerminalError, match="max-lateness-ms") as info:
+        read_replay(SOURCE, history_root=local_history, spec=spec, work_dir=tmp_path, jars=[jar])
+    assert "on-late" in str(info.value) and "below its file's horizon" in str(info.value)
+
+
+def test_on_late_drop_drops_exactly_the_rows_beyond_the_bound(local_history: str, jar: str, tmp_path: Path) -> None:
+    spec = ReplaySpec(key_fields=("user_id",), partitions=4, max_lateness_ms=HOUR_MS, on_late="drop")
+    ref = expected(local_history, spec)
+    beyond = ref[ref["beyond"]]
+    assert len(beyond) > 0
+    out = read_replay(SOURCE, history_root=local_history, spec=spec, work_dir=tmp_path, jars=[jar])
+    check_replay(out, ref[~ref["beyond"]], spec)
+
+
+# ------------------------------------------------------------------------------------------ kill/resume
+
+_JOB = textwrap.dedent(
+    """
+    import sys, json
+    sys.path.insert(0, {root!r})
+    from backfill.replay import ReplaySpec, _table_environment, replay_ddl, sink_ddl, insert_sql
+    from tests.integration.test_backfill_replay import SOURCE
+    options = json.loads(sys.argv[1])
+    spec = ReplaySpec(**json.loads(sys.argv[2]))
+    env = _table_environment([{jar!r}], 2, options)
+    for ddl in replay_ddl(SOURCE, table="replay_events", history_root={history!r}, spec=spec):
+        env.execute_sql(ddl)
+    rolling = {{"sink.rolling-policy.rollover-interval": "1 s", "sink.rolling-policy.check-interval": "1 s"}}
+    env.execute_sql(sink_ddl(SOURCE, table="replay_rows", path={out!r}, options=rolling))
+    env.execute_sql(insert_sql(SOURCE, replay_table="replay_events", sink_table="replay_rows")).wait()
+    """
+)
+
+
+def _latest_checkpoint(directory: Path) -> Path | None:
+    done = sorted(directory.glob("*/chk-*/_metadata"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return done[-1].parent if done else None
+
+
+def _committed_rows(out: Path) -> int:
+    """Rows in the sink's committed files (in-progress files are hidden: their names start with '.')."""
+    return sum(p.read_bytes().count(b"\n") for p in out.rglob("part-*") if not p.name.startswith("."))
+
+
+def test_a_killed_replay_resumes_from_its_checkpoint_without_loss_or_duplicates(
+    local_history: str, jar: str, tmp_path: Path
+) -> None:
+    import json
+
+    out = tmp_path / "rows"
+    checkpoints = tmp_path / "checkpoints"
+    script = tmp_path / "job.py"
+    script.write_text(_JOB.format(root=str(ROOT), jar=jar, history=local_history, out=str(out)))
+    spec = {"key_fields": ["user_id"], "partitions": 4, "max_lateness_ms": 3 * HOUR_MS}
+    options = {
+        "execution.checkpointing.interval": "300 ms",
+        "execution.checkpointing.dir": checkpoints.as_uri(),
+        "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
+        "execution.checkpointing.num-retained": "3",
+    }
+    total = len(expected(local_history, ReplaySpec(key_fields=("user_id",), partitions=4, max_lateness_ms=3 * HOUR_MS)))
+    slow = {**spec, "events_per_second": total / 12}  # about 12 s: time to kill it in the middle
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(options), json.dumps(slow)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            latest = _latest_checkpoint(checkpoints)
+            if latest is not None and int(latest.name.split("-")[1]) >= 3 and out.exists() and _committed_rows(out) > 0:
+                break
+            assert first.poll() is None, "the first run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint with committed output within 120 s")
+        os.killpg(first.pid, signal.SIGKILL)  # the driver and its gateway JVM (MiniCluster), mid-stream
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    before = _committed_rows(out)
+    assert 0 < before < total, f"killed with {before} of {total} rows committed: not mid-stream"
+    latest = _latest_checkpoint(checkpoints)
+    assert latest is not None
+    resume = {**options, "execution.state-recovery.path": latest.as_uri()}
+    second = subprocess.run(
+        [sys.executable, str(script), json.dumps(resume), json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = read_output(SOURCE, out).to_pandas()
+    ref = expected(local_history, ReplaySpec(key_fields=("user_id",), partitions=4, max_lateness_ms=3 * HOUR_MS))
+    assert rows["impression_id"].is_unique, "an event was emitted twice"
+    assert len(rows) == len(ref), "an event was lost"
+    ordered = rows.sort_values(["__partition", "ts", "__file", "__row"], kind="stable")
+    assert ordered["impression_id"].tolist() == ref["impression_id"].tolist()
