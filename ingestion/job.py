@@ -100,13 +100,13 @@ def submit(
 
     ``bounded`` stops at the offsets that are latest when the job starts (tests, catch-up runs).
     """
-    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf
-
     if config.kafka is None:
         raise ConfigError(
             "the profile has no kafka section, so there is no stream to ingest",
             hint="use the cluster profile (featurestore services up) or set kafka.bootstrap_servers",
         )
+    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
+
     options = {**flink_options(config.flink), **(extra_options or {})}
     env = table_environment(jars, config.flink.parallelism, options)
     statements = env.create_statement_set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -84,7 +85,12 @@ def test_constructing_opens_nothing(tmp_path: Path) -> None:
     store = FeatureStore(make_repo(tmp_path))
     assert store.stores.opened == ()
     assert store.registry._registry is None
-    assert "pyflink" not in sys.modules
+    code = (
+        "import sys; from sdk import FeatureStore; FeatureStore(sys.argv[1]).close();"
+        "print(any(m.startswith(('pyflink', 'py4j')) for m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "False"  # in a fresh interpreter: no JVM, no Flink
     assert "FeatureStore" in repr(store)
     store.close()
 

@@ -1,0 +1,232 @@
+"""Streaming ingestion on the real services: Kafka -> Flink -> HBase, Redis and the Iceberg log.
+
+Two measurements, side by side in one run, on synthetic clicks (featurestore.datagen):
+
+* throughput: N events already on a topic, one bounded job over examples/ctr's
+  `user_click_features` (6 window groups); events/s = N / job wall time, and versions/s written;
+* freshness: a live (unbounded) job while a producer sends events at a fixed rate, each stamped
+  with the wall clock as its event time; for sampled events, the time from sending to the moment
+  the event's version is visible in Redis (p50/p99). Versions are emitted once the watermark
+  passes them, so freshness includes the source's allowed lateness: this run sets it to 1 s.
+
+    python bench/ingest.py [--quick]
+
+Needs `featurestore services up` (it starts them if needed). Prints a table and, last, one JSON
+object (also saved to bench/results/ingest.json) with `events_per_s` and `freshness_p99_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import numpy as np
+import pyarrow.compute as pc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from featurestore.config import load_config  # noqa: E402
+from featurestore.datagen import CtrLogSpec, generate  # noqa: E402
+from featurestore.keys import encode_key, partition_for  # noqa: E402
+from featurestore.services import manager  # noqa: E402
+from featurestore.services.ports import HBASE_URI, KAFKA_BOOTSTRAP, REDIS_URI  # noqa: E402
+from featurestore.storage.online import open_online_cache  # noqa: E402
+from featurestore.storage.versioned import open_versioned_store  # noqa: E402
+from ingestion.job import submit  # noqa: E402
+from registry.models import StreamBinding  # noqa: E402
+from registry.repo import load_repo  # noqa: E402
+from registry.validate import build  # noqa: E402
+
+TABLE = "user_click_features"
+PARTITIONS = 2
+
+
+def definitions(topic: str, allowed_lateness: str | None = None) -> Any:
+    """examples/ctr with the clicks source on ``topic`` (and, for freshness, a shorter lateness)."""
+    example = load_repo(ROOT / "examples" / "ctr")
+    update: dict[str, Any] = {"stream": StreamBinding(topic=topic, format="avro", partitions=PARTITIONS)}
+    if allowed_lateness is not None:
+        update["allowed_lateness"] = allowed_lateness
+    objects = [
+        o.model_copy(update=update) if o.name == "clicks" and type(o).__name__ == "Source" else o
+        for o in example.objects()
+    ]
+    return build(objects, project=example.project)
+
+
+def create_topic(topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
+
+
+def encoder(schema: dict[str, Any]) -> Any:
+    parsed = fastavro.parse_schema(schema)
+    fields = [f["name"] for f in schema["fields"]]
+
+    def encode(row: dict[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        fastavro.schemaless_writer(buffer, parsed, {f: row[f] for f in fields})
+        return buffer.getvalue()
+
+    return encode
+
+
+def config_for(run: str, work: Path) -> Any:
+    return load_config(
+        work,
+        profile="cluster",
+        overrides={
+            "versioned_store": f"{HBASE_URI}?prefix=b{run}",
+            "online_cache": f"{REDIS_URI}?prefix=b{run}",
+            "offline_log": {"catalog_uri": f"sqlite:///{work}/catalog.db", "warehouse": str(work / "warehouse")},
+            "flink": {"checkpoint_dir": str(work / "checkpoints")},
+        },
+        environ={},
+    )
+
+
+def throughput(events: int, work: Path) -> dict[str, float]:
+    from confluent_kafka import Producer
+
+    run = uuid.uuid4().hex[:8]
+    topic = f"bench.ingest.{run}"
+    defs = definitions(topic)
+    create_topic(topic)
+    clicks = generate(CtrLogSpec(days=3, users=20_000, items=5_000, impressions_per_day=events * 7)).clicks
+    clicks = clicks.filter(pc.equal(clicks["defect"], "")).slice(0, events)
+    encode = encoder(defs.source("clicks").avro_schema)
+    producer = Producer({"bootstrap.servers": KAFKA_BOOTSTRAP, "linger.ms": 20})
+    for row in clicks.to_pylist():
+        key = encode_key([row["user_id"]])
+        producer.produce(topic, encode(row), key=key, partition=partition_for(key, PARTITIONS))
+        producer.poll(0)
+    producer.flush(60)
+    config = config_for(run, work / run)
+    started = time.perf_counter()
+    submit(config, defs, [TABLE], bounded=True).wait()
+    seconds = time.perf_counter() - started
+    store = open_versioned_store(config.versioned_store)
+    store.drop_table(TABLE)
+    store.close()
+    online = open_online_cache(config.online_cache)
+    online.drop_table(TABLE)
+    online.close()
+    return {"events": float(clicks.num_rows), "job_s": seconds, "events_per_s": clicks.num_rows / seconds}
+
+
+def freshness(rate: int, duration_s: float, work: Path) -> dict[str, float]:
+    from confluent_kafka import Producer
+
+    run = uuid.uuid4().hex[:8]
+    topic = f"bench.fresh.{run}"
+    # A version is emitted when the watermark passes its time, i.e. after the source's allowed
+    # lateness: freshness = allowed lateness + pipeline time. Measure the pipeline with 1 s.
+    defs = definitions(topic, allowed_lateness="1s")
+    create_topic(topic)
+    config = config_for(run, work / run)
+    job = submit(config, defs, [TABLE], bounded=False, extra_options={"execution.checkpointing.interval": "2 s"})
+    encode = encoder(defs.source("clicks").avro_schema)
+    producer = Producer({"bootstrap.servers": KAFKA_BOOTSTRAP, "linger.ms": 5})
+    online = open_online_cache(config.online_cache)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:  # poll Redis for the sampled keys until each shows its event's version
+        while not stop.is_set():
+            pending = [k for k in list(sent) if k not in seen]
+            if pending:
+                try:
+                    rows = online.get(TABLE, pending, ["user_clicks_10m"]).to_pylist()
+                except Exception:  # the table appears with the job's first write
+                    rows = []
+                now = time.time()
+                for key, row in zip(pending, rows, strict=False):
+                    ts = row.get("user_clicks_10m__ts")
+                    if ts is not None and ts >= int(sent[key] * 1000):
+                        seen[key] = now
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    time.sleep(8)  # let the job start before the clock runs
+    watcher.start()
+    rng = np.random.default_rng(1)
+    interval = 1.0 / rate
+    begin = time.time()
+    count = 0
+    while time.time() - begin < duration_s:
+        now = time.time()
+        user = f"u{rng.integers(0, 50_000)}"
+        row = {
+            "impression_id": f"i{count}",
+            "user_id": user,
+            "item_id": "i1",
+            "ts": int(now * 1000),
+            "dwell_ms": 1000,
+            "category": "c1",
+        }
+        key = encode_key([user])
+        producer.produce(topic, encode(row), key=key, partition=partition_for(key, PARTITIONS))
+        if count % max(1, rate // 20) == 0:  # about 20 sampled events per second, each a new user
+            sample = f"fresh{count}"
+            sample_key = encode_key([sample])
+            sent[sample] = now
+            probe = {**row, "user_id": sample, "impression_id": sample}
+            producer.produce(topic, encode(probe), key=sample_key, partition=partition_for(sample_key, PARTITIONS))
+        producer.poll(0)
+        count += 1
+        lag = begin + count * interval - time.time()
+        if lag > 0:
+            time.sleep(lag)
+    producer.flush(30)
+    time.sleep(10)
+    stop.set()
+    watcher.join()
+    job.cancel()
+    delays = np.array([seen[k] - sent[k] for k in sent if k in seen])
+    online.drop_table(TABLE)
+    online.close()
+    achieved = count / (time.time() - begin - 10)
+    return {
+        "rate_target": float(rate),
+        "rate_sent": achieved,
+        "sampled": float(len(sent)),
+        "visible": float(len(delays)),
+        "freshness_p50_s": float(np.percentile(delays, 50)) if len(delays) else float("nan"),
+        "freshness_p99_s": float(np.percentile(delays, 99)) if len(delays) else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small run, under a minute or two")
+    args = parser.parse_args()
+    manager.up()
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    events, rate, duration = (20_000, 2_000, 15.0) if args.quick else (300_000, 20_000, 60.0)
+    result: dict[str, Any] = {"quick": args.quick}
+    result.update(throughput(events, work))
+    result.update(freshness(rate, duration, work))
+    print(f"{'measure':<28}{'value':>14}")
+    for key in ("events", "job_s", "events_per_s", "rate_sent", "freshness_p50_s", "freshness_p99_s"):
+        print(f"{key:<28}{result[key]:>14.3f}")
+    out = ROOT / "bench" / "results" / "ingest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
