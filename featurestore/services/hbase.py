@@ -1,8 +1,10 @@
-"""HBase 2.6 standalone (master + region server + ZooKeeper in one JVM) and its Thrift server.
+"""HBase 2.6 standalone (master + region server + ZooKeeper in one JVM) and its Thrift servers.
 
 Jars come from Maven Central (`maven/hbase.xml`); the standalone master stores its data under
-`.services/hbase/data` (file://) and the Thrift server (buffered transport, binary protocol, what
-happybase uses by default) listens on HBASE_THRIFT_PORT.
+`.services/hbase/data` (file://). Two Thrift servers (buffered transport, binary protocol, what
+happybase uses by default): Thrift v1 on HBASE_THRIFT_PORT (happybase: reads, admin) and Thrift2
+on HBASE_THRIFT2_PORT (`putMultiple` with a timestamp per cell: the store's batch writes). One
+server speaks one API, hence two processes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from featurestore.services.ports import (
     HBASE_MASTER_PORT,
     HBASE_REGIONSERVER_INFO_PORT,
     HBASE_REGIONSERVER_PORT,
+    HBASE_THRIFT2_INFO_PORT,
+    HBASE_THRIFT2_PORT,
     HBASE_THRIFT_INFO_PORT,
     HBASE_THRIFT_PORT,
     HOST,
@@ -27,6 +31,17 @@ from featurestore.services.process import Layout, port_open, spawn
 
 MASTER_HEAP = "1g"
 THRIFT_HEAP = "256m"
+
+# (component, main class, port, info port): Thrift v1 for happybase, Thrift2 for per-cell timestamps.
+THRIFT_SERVERS = (
+    ("thrift", "org.apache.hadoop.hbase.thrift.ThriftServer", HBASE_THRIFT_PORT, HBASE_THRIFT_INFO_PORT),
+    ("thrift2", "org.apache.hadoop.hbase.thrift2.ThriftServer", HBASE_THRIFT2_PORT, HBASE_THRIFT2_INFO_PORT),
+)
+
+
+def thrift_args(port: int, info_port: int) -> list[str]:
+    """Command-line arguments of a Thrift server (v1 or v2: the same options) on the loopback."""
+    return ["start", "-p", str(port), "-b", HOST, "--infoport", str(info_port)]
 
 
 def hbase_site(root: Path) -> dict[str, str]:
@@ -60,7 +75,7 @@ def hbase_site(root: Path) -> dict[str, str]:
 
 class HBaseService(Service):
     name = "hbase"
-    components = ("master", "thrift")
+    components = ("master", "thrift", "thrift2")
     timeout_s = 240.0
 
     def __init__(self, layout: Layout) -> None:
@@ -76,6 +91,8 @@ class HBaseService(Service):
         return (
             HBASE_THRIFT_PORT,
             HBASE_THRIFT_INFO_PORT,
+            HBASE_THRIFT2_PORT,
+            HBASE_THRIFT2_INFO_PORT,
             ZOOKEEPER_PORT,
             HBASE_MASTER_PORT,
             HBASE_MASTER_INFO_PORT,
@@ -106,27 +123,29 @@ class HBaseService(Service):
             pid_path=self.pid_file("master"),
             cwd=self.dir,
         )
-        thrift = spawn(
-            java_argv(
-                classpath,
-                "org.apache.hadoop.hbase.thrift.ThriftServer",
-                ["start", "-p", str(HBASE_THRIFT_PORT), "-b", HOST, "--infoport", str(HBASE_THRIFT_INFO_PORT)],
-                heap=THRIFT_HEAP,
-                props=props,
-            ),
-            log_path=self.log_file("thrift"),
-            pid_path=self.pid_file("thrift"),
-            cwd=self.dir,
-        )
-        return [master, thrift]
+        thrift = [
+            spawn(
+                java_argv(classpath, main_class, thrift_args(port, info_port), heap=THRIFT_HEAP, props=props),
+                log_path=self.log_file(component),
+                pid_path=self.pid_file(component),
+                cwd=self.dir,
+            )
+            for component, main_class, port, info_port in THRIFT_SERVERS
+        ]
+        return [master, *thrift]
 
     def check(self) -> None:
-        if not port_open(HOST, HBASE_THRIFT_PORT):
-            raise ConnectionError(f"nothing listens on {self.address}")
+        for port in (HBASE_THRIFT_PORT, HBASE_THRIFT2_PORT):
+            if not port_open(HOST, port):
+                raise ConnectionError(f"nothing listens on {HOST}:{port}")
         import happybase
+
+        from featurestore.storage.hbase_thrift2 import is_thrift2_server
 
         conn = happybase.Connection(HOST, HBASE_THRIFT_PORT, timeout=5000, autoconnect=True)
         try:
             conn.tables()
         finally:
             conn.close()
+        if not is_thrift2_server(HOST, HBASE_THRIFT2_PORT):
+            raise ConnectionError(f"{HOST}:{HBASE_THRIFT2_PORT} is not an HBase Thrift2 server")

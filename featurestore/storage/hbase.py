@@ -1,4 +1,6 @@
-"""``hbase://host:port``: the versioned store in HBase, through happybase over Thrift (v1).
+"""``hbase://host:port``: the versioned store in HBase: reads through happybase over Thrift v1,
+batch writes through HBase's Thrift2 server (``?thrift2=host:port``, default: the same host,
+port ports.HBASE_THRIFT2_PORT).
 
 Layout (one HBase table per feature table, named ``<prefix>_<table>``, default prefix ``fs``;
 the prefix may carry a namespace, ``?prefix=ns:fs``):
@@ -26,9 +28,12 @@ reduced to the highest seq per (key, feature, version_ms) before it is written, 
 a key are assumed to arrive in source order, which the partitioned stream (live or replayed)
 guarantees; a replay rewrites the same values, so writes are idempotent.
 
-Writes. Thrift v1 carries one timestamp per ``mutateRowsTs`` call, so a batch is grouped by
-version time (windowed aggregates share their window-end time) and the groups are sent in
-parallel over the connection pool (cells in different groups never collide).
+Writes. Thrift v1 carries one timestamp per ``mutateRowsTs`` call (one call per distinct version
+time: a stream of event times would make one call per row), so writes go to the Thrift2 server,
+whose ``putMultiple`` carries a timestamp per cell (featurestore.storage.hbase_thrift2): one TPut
+per row with every cell of the batch for that row, in chunks of ``put_chunk`` rows (default 2000)
+sent in parallel over ``put_threads`` connections (the batch is reduced first, so no two chunks
+hold the same cell). The schema row is written through Thrift v1 (one cell).
 
 Reads. ``get_as_of`` is one ``getRowsWithColumnsTs`` per distinct query time (happybase
 ``rows(timestamp=T + 1)``: HBase returns versions strictly older than the timestamp given).
@@ -38,7 +43,7 @@ compaction it also masks versions re-written later with an older event time (HBa
 To rerun a backfill over deleted keys, drop and recreate the table, or major-compact first.
 
 Errors. Thrift and socket failures raise ServiceUnavailableError("hbase", address, reason)
-(transient); errors HBase reports raise StoreError.
+(transient; the address is the Thrift2 one for writes); errors HBase reports raise StoreError.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ from featurestore.errors import (
 )
 from featurestore.keys import salted_row_key
 from featurestore.schema import TableSchema
+from featurestore.services.ports import HBASE_THRIFT2_PORT
+from featurestore.storage import hbase_thrift2
 from featurestore.storage.batches import (
     CELL_FORMAT,
     Cell,
@@ -78,11 +85,21 @@ META_FAMILY = b"m"
 SCHEMA_ROW = b"__schema__"
 SCHEMA_COLUMN = b"m:json"
 ALL_VERSIONS = 2**31 - 1
-_OPTIONS = {"prefix", "pool_size", "timeout_s", "retention", "put_threads"}
+_OPTIONS = {"prefix", "pool_size", "timeout_s", "retention", "put_threads", "put_chunk", "thrift2"}
 
 
 def _column(feature: str) -> bytes:
     return FAMILY + b":" + feature.encode()
+
+
+def _thrift2_address(option: str | None, host: str) -> tuple[str, int]:
+    """``?thrift2=host:port`` (or ``:port``, or ``port``: the store's host) -> (host, port)."""
+    if option is None:
+        return host, HBASE_THRIFT2_PORT
+    name, _, port = option.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"thrift2={option!r}: expected host:port")
+    return name or host, int(port)
 
 
 class HBaseStore(CellStore):
@@ -98,6 +115,9 @@ class HBaseStore(CellStore):
         timeout_s: float = 10.0,
         retention_ms: int | None = None,
         put_threads: int = 4,
+        put_chunk: int = 2000,
+        thrift2_host: str | None = None,
+        thrift2_port: int = HBASE_THRIFT2_PORT,
     ) -> None:
         super().__init__()
         try:
@@ -117,7 +137,11 @@ class HBaseStore(CellStore):
         self._pool_size = pool_size
         self._pool: Any = None
         self._put_threads = max(1, min(put_threads, pool_size))
+        self._put_chunk = max(1, put_chunk)
         self._executor: ThreadPoolExecutor | None = None
+        self._thrift2_host = thrift2_host or host
+        self.thrift2_address = f"{self._thrift2_host}:{thrift2_port}"
+        self._thrift2 = hbase_thrift2.Thrift2Pool(self._thrift2_host, thrift2_port, pool_size, self._timeout_ms)
 
     @classmethod
     def from_uri(cls, uri: str) -> HBaseStore:
@@ -128,6 +152,7 @@ class HBaseStore(CellStore):
             raise ConfigError(f"hbase URI {uri!r}: unknown options {sorted(unknown)}; known: {sorted(_OPTIONS)}")
         try:
             retention = options.get("retention")
+            thrift2_host, thrift2_port = _thrift2_address(options.get("thrift2"), parts.hostname or "127.0.0.1")
             return cls(
                 parts.hostname or "127.0.0.1",
                 parts.port or 9090,
@@ -136,6 +161,9 @@ class HBaseStore(CellStore):
                 timeout_s=float(options.get("timeout_s", "10")),
                 retention_ms=None if retention is None else parse_duration_ms(retention, what="retention"),
                 put_threads=int(options.get("put_threads", "4")),
+                put_chunk=int(options.get("put_chunk", "2000")),
+                thrift2_host=thrift2_host,
+                thrift2_port=thrift2_port,
             )
         except ValueError as exc:
             raise ConfigError(f"hbase URI {uri!r}: {exc}") from None
@@ -163,9 +191,9 @@ class HBaseStore(CellStore):
                 raise StoreError(f"hbase at {self.address} refused the request: {name}: {message[:500]}") from None
             raise self._unavailable(exc) from None
 
-    def _unavailable(self, exc: BaseException) -> ServiceUnavailableError:
+    def _unavailable(self, exc: BaseException, address: str | None = None) -> ServiceUnavailableError:
         return ServiceUnavailableError(
-            "hbase", self.address, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+            "hbase", address or self.address, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
             hint="start it with `featurestore services up hbase`, or check the versioned_store URI",
         )
 
@@ -199,36 +227,52 @@ class HBaseStore(CellStore):
             connection.table(schema.name).put(SCHEMA_ROW, {SCHEMA_COLUMN: definition})
 
     def _write(self, schema: TableSchema, cells: Cells) -> None:
-        # (row, column, version_ms) -> (seq, value): the highest seq of the batch per cell.
-        best: dict[tuple[bytes, bytes, int], tuple[int, bytes]] = {}
+        # (row, feature, version_ms) -> (seq, value): the highest seq of the batch per cell.
+        best: dict[tuple[bytes, str, int], tuple[int, bytes]] = {}
         rows = [salted_row_key(k) for k in cells.keys]
         for feature, values in cells.values.items():
-            column = _column(feature)
             for i, value in enumerate(values):
-                slot = (rows[i], column, cells.ts[i])
+                slot = (rows[i], feature, cells.ts[i])
                 old = best.get(slot)
                 if old is None or cells.seq[i] >= old[0]:
                     best[slot] = (cells.seq[i], pack_value(value))
-        groups: dict[int, dict[bytes, dict[bytes, bytes]]] = {}
-        for (row, column, ts), (_, value) in best.items():
-            groups.setdefault(ts, {}).setdefault(row, {})[column] = value
-        chunks = list(groups.items())
+        module = hbase_thrift2.thrift2()
+        column_value, put = module.TColumnValue, module.TPut
+        qualifiers = {f: f.encode() for f in cells.values}
+        by_row: dict[bytes, list[Any]] = {}
+        for (row, feature, ts), (_, value) in best.items():
+            by_row.setdefault(row, []).append(
+                column_value(family=FAMILY, qualifier=qualifiers[feature], value=value, timestamp=ts)
+            )
+        puts = [put(row=row, columnValues=values) for row, values in by_row.items()]
+        step = self._put_chunk
+        chunks = [puts[i : i + step] for i in range(0, len(puts), step)]
+        table = (self.prefix + "_" + schema.name).encode()
         if len(chunks) == 1 or self._put_threads == 1:
-            self._send(schema.name, chunks)
+            for chunk in chunks:
+                self._send(table, chunk)
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._put_threads, thread_name_prefix="hbase-put")
-        slices = [chunks[i :: self._put_threads] for i in range(self._put_threads)]
-        for future in [self._executor.submit(self._send, schema.name, part) for part in slices if part]:
-            future.result()
+        futures = [self._executor.submit(self._send, table, chunk) for chunk in chunks]
+        errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
+        if errors:
+            raise errors[0]
 
-    def _send(self, table: str, groups: list[tuple[int, dict[bytes, dict[bytes, bytes]]]]) -> None:
-        with self._connection() as connection:
-            hbase_table = connection.table(table)
-            for ts, rows in groups:
-                with hbase_table.batch(timestamp=ts) as batch:
-                    for row, data in rows.items():
-                        batch.put(row, data)
+    def _send(self, table: bytes, puts: list[Any]) -> None:
+        """One Thrift2 ``putMultiple``; failures mapped as for Thrift v1 (at the Thrift2 address)."""
+        try:
+            self._thrift2.put_multiple(table, puts)
+        except (TimeoutError, OSError, EOFError) as exc:
+            raise self._unavailable(exc, self.thrift2_address) from None
+        except self._texception as exc:
+            name = type(exc).__name__
+            if name in ("TIOError", "TIllegalArgument", "TApplicationException"):
+                message = getattr(exc, "message", None) or str(exc)
+                raise StoreError(
+                    f"hbase Thrift2 at {self.thrift2_address} refused the request: {name}: {message[:500]}"
+                ) from None
+            raise self._unavailable(exc, self.thrift2_address) from None
 
     def _read(
         self, schema: TableSchema, keys: list[bytes], features: Sequence[str], before: list[int] | None
@@ -281,6 +325,7 @@ class HBaseStore(CellStore):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._thrift2.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             # happybase's pool has no close(); its connections sit in its queue.

@@ -49,3 +49,42 @@ def test_many_timestamps_in_one_batch(vstore: VersionedStore) -> None:
     assert suite.put(vstore, s, *rows) == 200
     got = vstore.get_as_of(s.name, list(range(20)), [suite.T0 + k % 10 for k in range(20)], ["clicks"])
     assert suite.cells(got, "clicks") == [(k * 10 + k % 10, suite.T0 + k % 10) for k in range(20)]
+
+
+def test_distinct_timestamps_each_land_with_their_own_time(services: object) -> None:
+    """A batch of event-time versions (all distinct), in many small Thrift2 chunks over threads:
+    every version lands at its own timestamp, nulls included, ties reduced to the highest seq."""
+    store = open_versioned_store(f"{ports.HBASE_URI}?prefix=fstest&put_threads=3&put_chunk=7")
+    try:
+        s = suite.new_table(store)
+        rows = [
+            suite.v(k, suite.T0 + 1_000 * k + t, 100 * k + t, clicks=None if t % 5 == 0 else 100 * k + t, ctr=t / 10)
+            for k in range(1, 21)
+            for t in range(15)
+        ]
+        rows.append(suite.v(3, suite.T0 + 3_000 + 4, 1, clicks=-1, ctr=-1.0))  # lower seq, same cell: loses
+        assert suite.put(store, s, *rows) == 2 * len(rows)
+        for k in range(1, 21):
+            got = store.list_versions(s.name, k, "clicks").to_pylist()
+            assert got == [
+                {"version_ms": suite.T0 + 1_000 * k + t, "clicks": None if t % 5 == 0 else 100 * k + t}
+                for t in range(15)
+            ]
+        ctr = store.list_versions(s.name, 3, "ctr").to_pylist()
+        assert [r["version_ms"] for r in ctr] == [suite.T0 + 3_000 + t for t in range(15)]
+        assert ctr[4]["ctr"] == 0.4
+    finally:
+        suite.cleanup()
+        store.close()
+
+
+def test_unreachable_thrift2_is_a_transient_error_on_put(services: object) -> None:
+    store = HBaseStore.from_uri(f"{ports.HBASE_URI}?prefix=fstest&thrift2=127.0.0.1:1&timeout_s=1")
+    try:
+        s = suite.new_table(store)  # table admin goes through Thrift v1: fine
+        with pytest.raises(ServiceUnavailableError) as info:
+            suite.put(store, s, suite.v(1, suite.T0, 1, clicks=1))
+        assert "127.0.0.1:1" in str(info.value)
+    finally:
+        suite.cleanup()
+        store.close()

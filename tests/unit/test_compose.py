@@ -49,6 +49,10 @@ def test_hbase_site_is_what_the_local_script_writes(compose: dict[str, Any]) -> 
     script = hbase["command"][-1]
     assert f"thrift start -p {ports.HBASE_THRIFT_PORT}" in script
     assert f"--infoport {ports.HBASE_THRIFT_INFO_PORT}" in script
+    # The Thrift2 server (per-cell timestamps: the store's writes) beside Thrift v1, as services.hbase runs it.
+    assert f"thrift2 start -p {ports.HBASE_THRIFT2_PORT}" in script
+    assert f"--infoport {ports.HBASE_THRIFT2_INFO_PORT}" in script
+    assert f"/dev/tcp/{ports.HOST}/{ports.HBASE_THRIFT2_PORT}" in hbase["healthcheck"]["test"][-1]
     assert hbase_site(Path("/x"))["hbase.regionserver.thrift.framed"] == "false"  # happybase's default transport
 
 

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from featurestore.services import ports
-from featurestore.services.hbase import hbase_site
+from featurestore.services.hbase import THRIFT_SERVERS, HBaseService, hbase_site, thrift_args
 from featurestore.services.hdfs import core_site, hdfs_site
 from featurestore.services.jvm import JDK17_FLAGS, hadoop_xml, java_argv
 from featurestore.services.kafka import new_cluster_id, render_properties, server_properties
@@ -36,6 +36,49 @@ def test_hbase_site_standalone_on_loopback(tmp_path: Path) -> None:
     assert site["hbase.regionserver.thrift.compact"] == "false"
     assert site["hbase.master.info.port"] == str(ports.HBASE_MASTER_INFO_PORT)
     assert all(v == ports.HOST for k, v in site.items() if k.endswith(("ipc.address", "bindAddress", "ipaddress")))
+
+
+def test_hbase_runs_thrift_v1_and_thrift2_on_their_ports(tmp_path: Path) -> None:
+    from featurestore.services.process import Layout
+
+    svc = HBaseService(Layout(tmp_path))
+    assert svc.components == ("master", "thrift", "thrift2")
+    by_component = {c: (main, port, info) for c, main, port, info in THRIFT_SERVERS}
+    assert by_component == {
+        "thrift": (
+            "org.apache.hadoop.hbase.thrift.ThriftServer", ports.HBASE_THRIFT_PORT, ports.HBASE_THRIFT_INFO_PORT
+        ),
+        "thrift2": (
+            "org.apache.hadoop.hbase.thrift2.ThriftServer", ports.HBASE_THRIFT2_PORT, ports.HBASE_THRIFT2_INFO_PORT
+        ),
+    }
+    assert {ports.HBASE_THRIFT2_PORT, ports.HBASE_THRIFT2_INFO_PORT} <= set(svc.ports)
+    assert len(set(svc.ports)) == len(svc.ports)
+    assert thrift_args(ports.HBASE_THRIFT2_PORT, ports.HBASE_THRIFT2_INFO_PORT) == [
+        "start", "-p", str(ports.HBASE_THRIFT2_PORT), "-b", ports.HOST, "--infoport", str(ports.HBASE_THRIFT2_INFO_PORT)
+    ]
+    # Both servers read the same hbase-site: buffered transport, binary protocol (the Thrift2 client's too).
+    site = hbase_site(tmp_path)
+    assert site["hbase.regionserver.thrift.framed"] == "false" and site["hbase.regionserver.thrift.compact"] == "false"
+
+
+def test_hbase_store_thrift2_address_from_uri() -> None:
+    from featurestore.storage.hbase import HBaseStore
+
+    default = HBaseStore.from_uri("hbase://10.0.0.5:9090")
+    assert default.thrift2_address == f"10.0.0.5:{ports.HBASE_THRIFT2_PORT}"
+    assert HBaseStore.from_uri("hbase://10.0.0.5:9090?thrift2=10.0.0.6:9191").thrift2_address == "10.0.0.6:9191"
+    assert HBaseStore.from_uri("hbase://10.0.0.5:9090?thrift2=:9191").thrift2_address == "10.0.0.5:9191"
+
+
+def test_hbase_store_rejects_a_bad_thrift2_option() -> None:
+    import pytest
+
+    from featurestore.errors import ConfigError
+    from featurestore.storage.hbase import HBaseStore
+
+    with pytest.raises(ConfigError, match="thrift2"):
+        HBaseStore.from_uri("hbase://127.0.0.1:9090?thrift2=somewhere")
 
 
 def test_hdfs_sites(tmp_path: Path) -> None:
