@@ -53,6 +53,9 @@ class FlinkConfig(_Strict):
     parallelism: int = Field(1, ge=1)
     checkpoint_dir: str = f"{STATE_DIR}/checkpoints"
     checkpoint_interval: str = "10s"
+    state_backend: Literal["rocksdb", "hashmap"] = Field(
+        "rocksdb", description="rocksdb: state beyond memory (30-day windows); hashmap: faster, in heap"
+    )
     python_executable: str | None = Field(None, description="Python for Flink's Python workers")
     arrow_batch_size: int = Field(10_000, ge=1)
     bundle_size: int = Field(100_000, ge=1)

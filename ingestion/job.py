@@ -34,7 +34,7 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         "execution.checkpointing.interval": f"{parse_duration_ms(flink.checkpoint_interval)} ms",
         "execution.checkpointing.dir": checkpoint_dir,
         "execution.checkpointing.externalized-checkpoint-retention": "RETAIN_ON_CANCELLATION",
-        "state.backend.type": "rocksdb",
+        "state.backend.type": flink.state_backend,
         "python.executable": flink.python_executable or sys.executable,
         "python.client.executable": flink.python_executable or sys.executable,
         "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
