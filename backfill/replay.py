@@ -27,7 +27,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
-from featurestore.errors import NotInstalledError, TerminalError, ValidationError
+from featurestore.errors import TerminalError, ValidationError
+from ingestion.runner import table_environment
 from registry import flink_sql, rules
 from registry.flink_sql import SourceDeclaration, q
 from registry.models import Source
@@ -160,21 +161,6 @@ def _arrow_schema(source: Source) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _table_environment(jars: Sequence[str], parallelism: int, options: Mapping[str, str]) -> Any:
-    try:
-        from pyflink.table import EnvironmentSettings, TableEnvironment
-    except ImportError as exc:  # pragma: no cover - apache-flink is a pinned dependency
-        raise NotInstalledError("replaying history needs PyFlink", hint="pip install apache-flink==2.2.1") from exc
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    config = env.get_config()
-    config.set("pipeline.jars", ";".join(jars))
-    config.set("parallelism.default", str(parallelism))
-    config.set("table.local-time-zone", "UTC")
-    for key, value in options.items():
-        config.set(key, value)
-    return env
-
-
 def sink_ddl(source: Source, *, table: str, path: str, options: Mapping[str, str] | None = None) -> str:
     """A JSON filesystem sink for the replay's rows: the source columns, partition, position and
     the watermark (epoch ms, -1 before the first) each row saw. ``options``: more sink options
@@ -256,7 +242,7 @@ def read_replay(
     from backfill.jar import replay_jar_url
 
     out = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="featurestore-replay-"))
-    env = _table_environment(list(jars) if jars is not None else [replay_jar_url()], parallelism, options or {})
+    env = table_environment(list(jars) if jars is not None else [replay_jar_url()], parallelism, options or {})
     for ddl in replay_ddl(source, table="replay_events", history_root=history_root, spec=spec):
         env.execute_sql(ddl)
     sink_dir = (out / "rows").resolve()
