@@ -34,11 +34,13 @@ def services(pytestconfig: pytest.Config) -> Iterator[object]:
     from featurestore.services import manager
 
     report = manager.up()
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        for line in manager.format_report(report).splitlines():
-            reporter.write_line(line)
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for line in manager.format_report(report).splitlines():
+                reporter.write_line(line)
     yield manager
     if os.environ.get("FEATURESTORE_KEEP_SERVICES") != "1":
         manager.down(only_started_by=report)

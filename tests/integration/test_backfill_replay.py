@@ -228,11 +228,12 @@ _JOB = textwrap.dedent(
     """
     import sys, json
     sys.path.insert(0, {root!r})
-    from backfill.replay import ReplaySpec, _table_environment, replay_ddl, sink_ddl, insert_sql
+    from backfill.replay import ReplaySpec, replay_ddl, sink_ddl, insert_sql
+    from ingestion.runner import table_environment
     from tests.integration.test_backfill_replay import SOURCE
     options = json.loads(sys.argv[1])
     spec = ReplaySpec(**json.loads(sys.argv[2]))
-    env = _table_environment([{jar!r}], 2, options)
+    env = table_environment([{jar!r}], 2, options)
     for ddl in replay_ddl(SOURCE, table="replay_events", history_root={history!r}, spec=spec):
         env.execute_sql(ddl)
     rolling = {{"sink.rolling-policy.rollover-interval": "1 s", "sink.rolling-policy.check-interval": "1 s"}}
