@@ -62,9 +62,11 @@ services-down: install
 services-status: install
 	$(BIN)/featurestore services status
 
-# Every benchmark, full size (each prints a JSON line and saves it under bench/results/), then
-# bench/REPORT.md with plots built from those files.
+# Every benchmark, full size, on the real services (each prints a JSON line and saves it under
+# bench/results/), then bench/REPORT.md with plots built from those files. The services stay up:
+# `make services-down` stops them.
 bench: install system-deps
+	$(BIN)/featurestore services up
 	@for f in bench/*.py; do [ "$$f" = bench/report.py ] && continue; echo "== $$f"; $(BIN)/python $$f || exit 1; done
 	$(BIN)/python bench/report.py
 
