@@ -22,7 +22,7 @@ $(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
 # The hdfs-replay Flink source (backfill/java), built with Maven when missing or stale.
 BACKFILL_JAR := backfill/java/target/featurestore-replay.jar
 $(BACKFILL_JAR): backfill/java/pom.xml $(shell find backfill/java/src -type f 2>/dev/null) | $(VENV)/.installed
-	$(BIN)/python -m backfill.jar
+	$(BIN)/python -m featurestore.services.replay_jar
 
 install: $(VENV)/.installed $(BACKFILL_JAR)
 

@@ -1,18 +1,11 @@
-"""A source's history replayed as P ordered, partitioned streams: the ``hdfs-replay`` Flink table.
+"""Running a source's replay on its own: the ``hdfs-replay`` table into JSON files and back.
 
-:func:`replay_declaration` is the batch binding the compiled plan can read instead of the
-unordered ``filesystem`` connector (a :class:`registry.flink_sql.SourceDeclaration`, so
-``registry.flink_sql.source_tables`` builds the same CREATE statements as for Kafka):
-
-* partition ``p`` holds the events whose key has ``featurestore.keys.partition_for(encode_key(key), P)
-  == p``, as a Kafka topic of ``P`` partitions would;
-* each partition is in (event time, file index, row) order; ``__seq`` is the position
-  ``file index << 32 | row``, so equal event times keep log order, as Kafka offsets do;
-* the watermark is per partition, ``watermark_delay_ms`` behind its newest event.
-
-:func:`replay_ddl` gives the CREATE TABLE text; :func:`read_replay` runs the table into JSON files
-and reads them back with pyarrow (``collect()`` is far too slow for bulk). docs/backfill.md has
-the design and every option. PyFlink is imported inside the functions, never at import time.
+The replay's declaration (options, metadata columns, :class:`ReplaySpec`) is the batch binding
+of every compiled plan and lives in :mod:`registry.replay_binding`; this module runs it alone,
+for tests and benchmarks of the source's order and watermarks. :func:`replay_ddl` gives the
+CREATE TABLE text; :func:`read_replay` runs the table into JSON files and reads them back with
+pyarrow (``collect()`` is far too slow for bulk). docs/backfill.md has the design and options.
+PyFlink is imported inside the functions, never at import time.
 """
 
 from __future__ import annotations
@@ -20,25 +13,38 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 from featurestore.errors import TerminalError, ValidationError
 from ingestion.runner import table_environment
-from registry import flink_sql, rules
-from registry.flink_sql import SourceDeclaration, q
+from registry import flink_sql
+from registry.flink_sql import q
 from registry.models import Source
+from registry.replay_binding import (
+    CONNECTOR,
+    DEFAULT_MAX_LATENESS_MS,
+    PARTITION_COLUMN,
+    POSITION_COLUMN,
+    ReplaySpec,
+    replay_declaration,
+    replay_options,
+)
 
-CONNECTOR = "hdfs-replay"
-PARTITION_COLUMN = "__partition"
-POSITION_COLUMN = "__position"
 WATERMARK_COLUMN = "__wm_ms"
 ROW_BITS = 32
-DEFAULT_MAX_LATENESS_MS = 3_600_000
+__all__ = [
+    "CONNECTOR",
+    "DEFAULT_MAX_LATENESS_MS",
+    "ReplaySpec",
+    "read_replay",
+    "replay_ddl",
+    "replay_declaration",
+    "replay_options",
+]
 
 _ARROW_TYPES = {
     "int": pa.int32(),
@@ -48,95 +54,6 @@ _ARROW_TYPES = {
     "string": pa.string(),
     "boolean": pa.bool_(),
 }
-
-
-@dataclass(frozen=True)
-class ReplaySpec:
-    """How to replay a source.
-
-    ``key_fields``: the entity key columns that partition the replay (their order is the key's).
-    ``partitions``: default the source's Kafka partitions (so an entity lands in the same
-    partition number live and in replay), else 1. ``start_ms``/``end_ms``: the event-time range,
-    start inclusive, end exclusive. ``max_lateness_ms``: the longest time between an event and the
-    start of the landing hour of the file that holds it; it bounds the buffer (see
-    docs/backfill.md). ``on_late``: a row beyond that bound fails the job, or is dropped and
-    counted. ``events_per_second``: a limit on the whole source. ``watermark_delay_ms``: how far
-    each partition's watermark trails its newest event (>= 1 keeps equal times from being late).
-    """
-
-    key_fields: tuple[str, ...]
-    partitions: int | None = None
-    start_ms: int | None = None
-    end_ms: int | None = None
-    max_lateness_ms: int = DEFAULT_MAX_LATENESS_MS
-    on_late: Literal["fail", "drop"] = "fail"
-    events_per_second: float | None = None
-    watermark_delay_ms: int = 1
-
-    def partitions_for(self, source: Source) -> int:
-        if self.partitions is not None:
-            return self.partitions
-        return source.stream.partitions if source.stream is not None else 1
-
-
-def _check(source: Source, spec: ReplaySpec) -> None:
-    if source.batch is None:
-        raise ValidationError(f"source {source.name!r} has no batch binding to replay")
-    if source.batch.format != "avro":
-        raise ValidationError(
-            f"source {source.name!r}: the replay reads Avro history, not {source.batch.format}",
-            hint="land the history as Avro (parquet replay is not implemented yet)",
-        )
-    if not spec.key_fields:
-        raise ValidationError("a replay needs at least one key field")
-    columns = source.columns
-    for name in (*spec.key_fields, source.event_time):
-        if name not in columns:
-            raise ValidationError(f"source {source.name!r} has no column {name!r}")
-    if spec.partitions_for(source) < 1:
-        raise ValidationError("partitions must be at least 1")
-    if spec.max_lateness_ms < 0 or spec.watermark_delay_ms < 0:
-        raise ValidationError("max_lateness_ms and watermark_delay_ms must not be negative")
-    if spec.start_ms is not None and spec.end_ms is not None and spec.start_ms >= spec.end_ms:
-        raise ValidationError(f"empty time range: start {spec.start_ms} is not below end {spec.end_ms}")
-
-
-def replay_options(source: Source, *, history_root: str, spec: ReplaySpec) -> dict[str, str]:
-    """The table options of the replay of ``source``'s history under ``history_root``."""
-    _check(source, spec)
-    assert source.batch is not None  # _check
-    options = {
-        "connector": CONNECTOR,
-        "path": flink_sql.check_config_path(history_root.rstrip("/"), "history root"),
-        "layout": rules.batch_layout(source.batch.path),
-        "format": source.batch.format,
-        "partitions": str(spec.partitions_for(source)),
-        "key.fields": ",".join(spec.key_fields),
-        "event-time.field": source.event_time,
-        "max-lateness-ms": str(int(spec.max_lateness_ms)),
-        "on-late": spec.on_late,
-    }
-    if spec.start_ms is not None:
-        options["scan.start-ms"] = str(int(spec.start_ms))
-    if spec.end_ms is not None:
-        options["scan.end-ms"] = str(int(spec.end_ms))
-    if spec.events_per_second is not None:
-        options["rate-limit.events-per-second"] = repr(float(spec.events_per_second))
-    return options
-
-
-def replay_declaration(source: Source, *, history_root: str, spec: ReplaySpec) -> SourceDeclaration:
-    """The replay as a binding for ``registry.flink_sql.source_tables``: ``__partition`` and
-    ``__position`` metadata, ``__seq`` = ``__position``, watermark ``watermark_delay_ms`` behind."""
-    return SourceDeclaration(
-        replay_options(source, history_root=history_root, spec=spec),
-        (
-            f"{q(PARTITION_COLUMN)} INT METADATA FROM 'partition' VIRTUAL",
-            f"{q(POSITION_COLUMN)} BIGINT METADATA FROM 'position' VIRTUAL",
-        ),
-        q(POSITION_COLUMN),
-        spec.watermark_delay_ms,
-    )
 
 
 def replay_ddl(
@@ -239,7 +156,7 @@ def read_replay(
     ``jars`` default to the replay connector (built if needed). ``options``: more Flink
     configuration (checkpointing, restore path, ...).
     """
-    from backfill.jar import replay_jar_url
+    from featurestore.services.replay_jar import replay_jar_url
 
     out = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="featurestore-replay-"))
     env = table_environment(list(jars) if jars is not None else [replay_jar_url()], parallelism, options or {})

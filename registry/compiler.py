@@ -47,6 +47,7 @@ from featurestore.types import ValueType, flink_sql_type
 from registry import flink_sql
 from registry.flink_sql import ROWTIME, SEQ_COLUMN, q
 from registry.models import Definitions, Feature, FeatureTable, Source
+from registry.replay_binding import ReplaySpec, replay_declaration
 
 Binding = Literal["stream", "batch"]
 EVENT_FLAG = "__ev"
@@ -190,6 +191,13 @@ def _branch(
     return f"  SELECT {', '.join(cols)}\n  FROM {q(from_table)}\n  WHERE {where} AND {on_time}"
 
 
+def history_replay(definitions: Definitions, table_name: str, **overrides: object) -> ReplaySpec:
+    """The default replay of a feature table's history: partitioned by the table's entity key (the
+    hash Kafka partitions by), ``overrides`` (``start_ms``, ``end_ms``, ``partitions``, ...) on top."""
+    keys = tuple(definitions.table_schema(table_name).key_names)
+    return ReplaySpec(key_fields=keys, **overrides)  # type: ignore[arg-type]
+
+
 def _names(table: str) -> tuple[str, str]:
     return f"__events_{table}", f"__expiry_{table}_"
 
@@ -204,12 +212,15 @@ def compile_table(
     sink: FileSink | None = None,
     bounded: bool = False,
     watermark_on_event: bool = False,
+    replay: ReplaySpec | None = None,
 ) -> CompiledPlan:
     """Compile ``table_name`` for ``binding``: ``stream`` needs ``kafka_bootstrap``, ``batch``
     needs ``history_root``. Without ``sink`` the groups carry SELECTs only (for ``explain``).
 
     ``bounded`` (stream only) stops at the offsets latest at start; ``watermark_on_event``
-    (stream only) emits a watermark after every record instead of every 200 ms.
+    (stream only) emits a watermark after every record instead of every 200 ms. ``replay``
+    (batch only) sets how history is replayed (:func:`history_replay` by default: partitioned by
+    the table's entity key, as many partitions as the Kafka topic, the whole history).
     """
     table = definitions.feature_table(table_name)
     source = definitions.source(table.source)
@@ -226,7 +237,8 @@ def compile_table(
     elif binding == "batch":
         if history_root is None:
             raise ValidationError("the batch binding needs history_root")
-        declaration = flink_sql.batch_source(source, history_root=history_root)
+        spec = replay if replay is not None else history_replay(definitions, table_name)
+        declaration = replay_declaration(source, history_root=history_root, spec=spec)
     else:
         raise ValidationError(f"unknown binding {binding!r}; use stream or batch")
     source_ddl = flink_sql.source_tables(source, declaration, events_table=events_table, marker_tables=marker_tables)

@@ -10,7 +10,8 @@ bootstrap addresses from the configuration are checked against a strict pattern 
 The source of a plan is declared once for events and once per window size for expiry markers.
 Every declaration has the same columns: the source's Avro fields, then
 
-* ``__seq``: the position in source order (see :func:`stream_source` and :func:`batch_source`),
+* ``__seq``: the position in source order (see :func:`stream_source` and
+  :mod:`registry.replay_binding`),
 * ``__rt``: the row time with a watermark ``allowed_lateness`` behind it; for events
   ``TO_TIMESTAMP_LTZ(event_time, 3)``, for the markers of window ``W``
   ``TO_TIMESTAMP_LTZ(event_time + W, 3)`` (the time the event leaves the window).
@@ -42,8 +43,6 @@ _PRIMITIVES = {
     "boolean": "BOOLEAN",
     "bytes": "BYTES",
 }
-#: The batch binding's watermark delay (100 years): fire at the end of input (see :func:`batch_source`).
-HOLD_MS = -1
 _OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 # Configuration strings that end up inside quotes: paths and host:port lists, nothing else.
 _SAFE_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9_./:=@+-]*$|^/[A-Za-z0-9_./=@+-]*$")
@@ -138,8 +137,7 @@ def _options(options: dict[str, str]) -> str:
 
 
 def _table(name: str, columns: list[str], event_time_expr: str, lateness_ms: int, options: dict[str, str]) -> str:
-    # Flink takes day precision <= 4 in a watermark expression: the hold is a year-month interval.
-    delay = "INTERVAL '100' YEAR(3)" if lateness_ms == HOLD_MS else interval(lateness_ms)
+    delay = interval(lateness_ms)
     body = ",\n  ".join(
         [
             *columns,
@@ -204,52 +202,6 @@ def stream_source(
         ),
         f"{q('__offset')} * {SEQ_PARTITIONS} + {q('__partition')}",
     )
-
-
-def layout_root_and_regex(history_root: str, layout: str) -> tuple[str, str]:
-    """The directory a layout's files live under (everything before the first placeholder or
-    wildcard) and a regex matching the absolute paths of its files (for ``source.path.regex-pattern``)."""
-    rules.batch_layout(layout)
-    root = check_config_path(history_root.rstrip("/"), "history root")
-    parts = layout.split("/")
-    static: list[str] = []
-    for part in parts[:-1]:
-        if "{" in part or "*" in part:
-            break
-        static.append(part)
-    directory = "/".join([root, *static])
-    pattern = []
-    for part in parts[len(static) :]:
-        piece = re.escape(part).replace(r"\*", "[^/]*")
-        piece = piece.replace(r"\{date\}", r"\d{4}-\d{2}-\d{2}").replace(r"\{hour\}", r"\d{2}")
-        pattern.append(piece)
-    # Flink matches the regex against the file's absolute path, scheme included for a URI.
-    return directory, ".*/" + "/".join(pattern)
-
-
-def batch_source(source: Source, *, history_root: str) -> SourceDeclaration:
-    """The batch binding: the filesystem connector over the layout's static root directory,
-    recursively, keeping the files whose path matches the layout (``source.path.regex-pattern``).
-
-    ``__seq`` is 0: the filesystem connector exposes a file's path but no row position, and the
-    rows of a window group at one (key, time) carry equal values anyway. The ordered replay
-    (backfill) supplies real positions.
-
-    The watermark is held back 100 years (:data:`HOLD_MS`): the connector reads files in no
-    defined order (not path order), so a watermark ``allowed_lateness`` behind would drop events
-    of whichever file is read late. History is complete, so every event in it counts, as in the
-    reference; the OVER windows fire at the end of input. Cost: the job buffers its input in state.
-    """
-    if source.batch is None:
-        raise ValidationError(f"source {source.name!r} has no batch binding")
-    directory, regex = layout_root_and_regex(history_root, source.batch.path)
-    options = {
-        "connector": "filesystem",
-        "path": directory,
-        "source.path.regex-pattern": regex,
-        "format": source.batch.format,
-    }
-    return SourceDeclaration(options, (), "CAST(0 AS BIGINT)", HOLD_MS)
 
 
 def source_tables(

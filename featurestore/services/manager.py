@@ -231,6 +231,9 @@ def require(name: ServiceRef) -> str:
 
 
 def flink_jars() -> list[str]:
-    """file:// URLs of the Flink SQL connector jars (Kafka, Avro), for PyFlink's `pipeline.jars`."""
+    """file:// URLs of the Flink jars every job of the project may need, for PyFlink's
+    `pipeline.jars`: the SQL connectors (Kafka, Avro) and the `hdfs-replay` history source."""
+    from featurestore.services.replay_jar import replay_jar_url
+
     jars = maven.resolve(FLINK_CONNECTORS_POM, Layout.default()).jars
-    return [Path(j).as_uri() for j in jars if Path(j).name.startswith("flink-")]
+    return [*(Path(j).as_uri() for j in jars if Path(j).name.startswith("flink-")), replay_jar_url()]

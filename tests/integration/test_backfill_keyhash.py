@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from backfill.jar import replay_jar
+from featurestore.services.replay_jar import replay_jar
 from featurestore.keys import encode_key, murmur2, partition_for
 
 PARTITIONS = (1, 2, 7, 12, 64, 1000)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from backfill.jar import replay_jar
+from featurestore.services.replay_jar import replay_jar
 from backfill.replay import ReplaySpec, read_output, read_replay
 from featurestore import eventlog
 from featurestore.datagen import CtrLogSpec, generate

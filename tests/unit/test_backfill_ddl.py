@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from backfill import jar
 from backfill.replay import ReplaySpec, insert_sql, replay_ddl, replay_options, sink_ddl
 from featurestore.errors import NotInstalledError, ValidationError
+from featurestore.services import replay_jar as jar
 from registry.models import Source
 from tests.unit.test_eventlog import CLICK_AVRO, LAYOUT
 

@@ -11,8 +11,8 @@ import pytest
 
 from featurestore.errors import ValidationError
 from registry import load_repo
-from registry.compiler import FileSink, compile_table
-from registry.flink_sql import interval, layout_root_and_regex, literal, string_literal
+from registry.compiler import FileSink, compile_table, history_replay
+from registry.flink_sql import interval, literal, string_literal
 from registry.models import BatchBinding, Condition, Entity, Feature, FeatureTable, JoinKey, Source, StreamBinding
 from registry.validate import build
 
@@ -64,7 +64,7 @@ def test_text_after_the_source_is_the_same_for_both_bindings(ctr) -> None:  # ty
         assert stream.core_sql() == batch.core_sql()
         assert stream.source_ddl != batch.source_ddl
         assert "'connector' = 'kafka'" in stream.source_ddl[0]
-        assert "'connector' = 'filesystem'" in batch.source_ddl[0]
+        assert "'connector' = 'hdfs-replay'" in batch.source_ddl[0]
         assert stream.sql_text().endswith(stream.core_sql() + ";\n")
 
 
@@ -72,12 +72,23 @@ def test_sources_declare_the_same_columns(ctr) -> None:  # type: ignore[no-untyp
     stream, batch = both(ctr, "user_click_features")
     for s, b in zip(stream.source_ddl, batch.source_ddl, strict=True):
         columns = lambda ddl: re.findall(r"^  (`[a-z_]+`) ", ddl, re.M)  # noqa: E731
-        assert [c for c in columns(s) if c not in ("`__partition`", "`__offset`")] == columns(b)
+        assert [c for c in columns(s) if c != "`__offset`"] == [c for c in columns(b) if c != "`__position`"]
     assert "'scan.startup.mode' = 'earliest-offset'" in stream.source_ddl[0]
     assert "METADATA FROM 'offset'" in stream.source_ddl[0]
-    assert "'source.path.regex-pattern'" in batch.source_ddl[0]
-    assert "INTERVAL '100' YEAR(3)" in batch.source_ddl[0]  # batch: fire at end of input
+    # batch: the ordered replay, partitioned by the entity key as the topic is, 1 ms watermark delay
+    assert "'key.fields' = 'user_id'" in batch.source_ddl[0]
+    assert "'partitions' = '8'" in batch.source_ddl[0]
+    assert "`__seq` AS `__position`" in batch.source_ddl[0]
+    assert "INTERVAL '0 00:00:00.001'" in batch.source_ddl[0]
     assert "INTERVAL '0 00:05:00.000'" in stream.source_ddl[0]  # allowed_lateness 5m
+
+
+def test_batch_binding_takes_a_replay_range(ctr) -> None:  # type: ignore[no-untyped-def]
+    spec = history_replay(ctr, "user_click_features", start_ms=1_000, end_ms=2_000, partitions=2)
+    plan = compile_table(ctr, "user_click_features", "batch", history_root=ROOT, replay=spec)
+    for ddl in plan.source_ddl:  # events and every marker table read the same range
+        assert "'scan.start-ms' = '1000'" in ddl and "'scan.end-ms' = '2000'" in ddl
+        assert "'partitions' = '2'" in ddl
 
 
 def test_storage_layout_per_group(ctr) -> None:  # type: ignore[no-untyped-def]
@@ -154,16 +165,6 @@ def test_config_strings_are_checked() -> None:
         compile_table(defs, "t", "batch", history_root="/tmp/it's")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         compile_table(defs, "t", "batch")  # type: ignore[arg-type]
-
-
-def test_layout_root_and_regex() -> None:
-    root, regex = layout_root_and_regex("hdfs://nn:8020/h/", "events/clicks/dt={date}/hour={hour}/*.avro")
-    assert root == "hdfs://nn:8020/h/events/clicks"
-    pattern = re.compile(regex)
-    assert pattern.fullmatch("hdfs://nn:8020/h/events/clicks/dt=2026-11-01/hour=03/part-00000.avro")
-    assert not pattern.fullmatch("hdfs://nn:8020/h/events/clicks/dt=2026-11-01/hour=03/x.parquet")
-    assert not pattern.fullmatch("hdfs://nn:8020/h/events/clicks/dt=2026-11-01/part-00000.avro")
-    assert layout_root_and_regex("/h", "ev/{date}/*.avro")[0] == "/h/ev"
 
 
 def test_interval_literals() -> None:

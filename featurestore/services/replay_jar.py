@@ -1,12 +1,16 @@
 """The ``hdfs-replay`` connector jar: built from ``backfill/java/`` with Maven, found by path.
 
+It lives beside the other Flink jars (:func:`featurestore.services.manager.flink_jars` lists it)
+because every Flink job of the project may read history: the batch binding of a compiled plan
+is the replay.
+
 :func:`replay_jar` returns ``backfill/java/target/featurestore-replay.jar``, building it first
 when it is missing or older than any file of the Maven module (``pom.xml``, ``src/``). The build
 runs ``mvn -q -B package`` with the project's Maven repository (``.cache/m2``), under a file lock
 so two processes never build at once, and logs to ``.cache/backfill-jar.mvn.log``. The jar holds
 the connector, Avro and the shaded Hadoop client; Flink itself comes from PyFlink's own jars.
 
-``make install`` should call ``python -m backfill.jar`` so the first backfill does not pay the
+``make install`` calls ``python -m featurestore.services.replay_jar`` so the first backfill does not pay the
 build (about 30 s, plus downloads on a cold ``.cache/m2``).
 """
 
@@ -21,7 +25,8 @@ from pathlib import Path
 
 from featurestore.errors import NotInstalledError, TerminalError
 
-JAVA_DIR = Path(__file__).resolve().parent / "java"
+#: The Maven module of the connector (the backfill layer's Java half).
+JAVA_DIR = Path(__file__).resolve().parents[2] / "backfill" / "java"
 JAR_NAME = "featurestore-replay.jar"
 BUILD_TIMEOUT_S = 1200.0
 
