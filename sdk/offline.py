@@ -77,8 +77,11 @@ class OfflineFeatures:
         format: str = "parquet",
         event_time: str = "ts",
         options: ExportOptions | None = None,
+        manifest_path: str | Path | None = None,
     ) -> Manifest:
-        """Write the point-in-time join to ``output`` with a manifest (registry version, snapshots)."""
+        """Write the point-in-time join to ``output`` with a manifest (registry version, snapshots,
+        content hash) at ``manifest_path`` (default ``<output>.manifest.json``; an Iceberg export
+        writes one only when given a path)."""
         from featurestore.pit.engine import export
 
         refs, opts = self._plan(features, options)
@@ -86,6 +89,7 @@ class OfflineFeatures:
         return export(
             samples, refs, self.sources(refs), output=output, format=format, event_time=event_time, options=opts,
             registry_version="" if current is None else str(current.id), log=self._stores.offline_log,
+            manifest_path=manifest_path,
         )
 
     def reproduce(self, manifest: Manifest | str | Path, *, output: str | Path, **kwargs: Any) -> Manifest:

@@ -29,8 +29,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from featurestore.errors import ValidationError
-from featurestore.pit.manifest import Manifest, schema_from_dict, schema_to_dict
+from featurestore.errors import NotFoundError, ValidationError
+from featurestore.pit.manifest import ContentHasher, Manifest, schema_from_dict, schema_to_dict
 from featurestore.pit.query import TablePart, chunk_query, parquet_stats, q, table_stats
 from featurestore.pit.samples import ROW_ID, TIME, Samples, SamplesInput, load_samples
 from featurestore.pit.sources import (
@@ -47,7 +47,7 @@ from featurestore.schema import WRITTEN, TableSchema, parse_write_set
 from featurestore.types import arrow_type
 
 if TYPE_CHECKING:
-    from featurestore.offline.log import OfflineLog
+    from featurestore.offline.log import OfflineLog, OfflineTable
 
 _SAMPLES_VIEW = "__fs_samples"
 
@@ -214,17 +214,23 @@ def _run(
     sources: Sequence[FeatureSource],
     options: ExportOptions,
     make_sink: Callable[[pa.Schema], Sink],
-) -> tuple[_Plan, int]:
+    *,
+    content_hash: bool = False,
+) -> tuple[_Plan, int, dict[str, str] | None]:
     with tempfile.TemporaryDirectory(prefix="fs-pit-", dir=options.spill_dir) as spill:
         con = _connect(options, spill)
         try:
             plan = _plan(con, samples, features, sources)
             sample_table = samples.table.select(list(samples.columns)).combine_chunks()
+            hasher = ContentHasher(plan.schema) if content_hash else None
             sink = make_sink(plan.schema)
             rows = 0
             try:
                 for batch in _result_batches(con, plan, options, spill):
-                    for out in _assemble(plan, batch, sample_table).to_batches():
+                    assembled = _assemble(plan, batch, sample_table)
+                    if hasher is not None:
+                        hasher.update(assembled)
+                    for out in assembled.to_batches():
                         sink.write(out)
                         rows += out.num_rows
                 if rows != samples.num_rows:  # the join must keep every sample exactly once
@@ -232,10 +238,13 @@ def _run(
             except BaseException:
                 sink.abort()
                 raise
+            finally:
+                if hasher is not None:
+                    hasher.close()
             sink.commit()
         finally:
             con.close()
-    return plan, rows
+    return plan, rows, None if hasher is None else hasher.digest()
 
 
 def get_historical_features(
@@ -277,7 +286,9 @@ def export(
     """
     opts = options or ExportOptions()
     loaded = load_samples(samples, event_time)
-    plan, rows = _run(loaded, features, sources, opts, lambda schema: open_sink(format, output, schema, log=log))
+    plan, rows, digest = _run(
+        loaded, features, sources, opts, lambda schema: open_sink(format, output, schema, log=log), content_hash=True
+    )
     target = str(Path(output).resolve()) if format != "iceberg" else str(output)
     manifest = Manifest(
         registry_version=registry_version,
@@ -292,6 +303,7 @@ def export(
         options=asdict(opts),
         output={"target": target, "format": format},
         row_count=rows,
+        content_hash=digest,
     )
     if manifest_path is None and format != "iceberg":
         manifest_path = f"{target}.manifest.json"
@@ -315,14 +327,15 @@ def reproduce(
     Samples and versions that were in memory (not files, not the offline log) cannot be read
     back from the manifest: pass them as ``samples`` and ``versions={table: ...}``.
     """
-    from featurestore.config import OfflineLogConfig
-    from featurestore.offline.log import OfflineLog as _Log
-
     m = manifest if isinstance(manifest, Manifest) else Manifest.read(manifest)
+    where = "manifest" if isinstance(manifest, Manifest) else str(manifest)
     if samples is None:
         if not m.samples.get("paths"):
-            raise ValidationError("the samples of this export were in memory; pass samples=...", location="manifest")
+            raise ValidationError("the samples of this export were in memory; pass samples=...", location=where)
         samples = list(m.samples["paths"])
+        for path in samples:
+            if not Path(path).exists():
+                raise NotFoundError(f"{where}: the samples file {path} read by this export is gone")
     sources = []
     overrides = dict(versions or {})
     for entry in m.tables:
@@ -332,20 +345,26 @@ def reproduce(
         source_versions: VersionsInput
         if schema.name in overrides:
             source_versions = overrides[schema.name]
+        elif (record["kind"] == "iceberg" and record["snapshot_id"] is None) or (
+            record["kind"] == "arrow" and record.get("rows") == 0
+        ):
+            # an offline-log table that had no snapshot yet (or no versions): read nothing, not today's rows
+            source_versions = schema.arrow_schema().empty_table()
         elif record["kind"] == "iceberg":
-            config = OfflineLogConfig(
-                catalog_uri=record["catalog_uri"], warehouse=record["warehouse"], namespace=record["namespace"]
-            )
-            source_versions = _Log(config).table(schema)
             snapshot_id = record["snapshot_id"]
+            source_versions = _logged_table(record, schema, snapshot_id, where)
         elif record["kind"] == "parquet":
             source_versions = list(record["paths"])
         else:
             raise ValidationError(
                 f"the versions of {schema.name!r} were in memory; pass versions={{'{schema.name}': ...}}",
-                location="manifest",
+                location=where,
             )
         sources.append(FeatureSource(schema, source_versions, snapshot_id, dict(entry["join_keys"])))
+    try:
+        options = ExportOptions(**m.options)
+    except TypeError as exc:
+        raise ValidationError(f"options the engine does not know: {exc}", location=where) from None
     return export(
         samples,
         m.features,
@@ -353,8 +372,31 @@ def reproduce(
         output=output,
         format=format or m.output["format"],
         event_time=m.event_time,
-        options=ExportOptions(**m.options),
+        options=options,
         registry_version=m.registry_version,
         log=log,
         manifest_path=manifest_path,
     )
+
+
+def _logged_table(record: Mapping[str, Any], schema: TableSchema, snapshot_id: int | None, where: str) -> OfflineTable:
+    """The offline-log table an export read, checked to still hold the snapshot it read."""
+    from featurestore.config import OfflineLogConfig
+    from featurestore.offline.log import OfflineLog
+
+    uri = record["catalog_uri"]
+    table_name = f"offline log table {record.get('identifier', schema.name)!r}"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        raise NotFoundError(f"{where}: the Iceberg catalog of the {table_name} is gone ({uri})")
+    config = OfflineLogConfig(catalog_uri=uri, warehouse=record["warehouse"], namespace=record["namespace"])
+    hint = "an export whose versions were dropped or expired cannot be reproduced"
+    try:
+        table = OfflineLog(config).table(schema)
+    except NotFoundError:
+        raise NotFoundError(f"{where}: the {table_name} is gone from {uri}", hint=hint) from None
+    try:
+        if snapshot_id is not None:
+            table.data_files(snapshot_id=snapshot_id)  # raises NotFoundError when the snapshot is gone
+    except NotFoundError:
+        raise NotFoundError(f"{where}: the {table_name} no longer has snapshot {snapshot_id}", hint=hint) from None
+    return table
