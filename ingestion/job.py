@@ -1,12 +1,15 @@
-"""The streaming ingestion job: the registry's feature tables, compiled for their Kafka binding,
-running on Flink, writing every version to the versioned store, the latest to the online cache
-and every version to the offline log.
+"""The ingestion job: the registry's feature tables, compiled for their Kafka binding (live) or
+their history replay (backfill), running on Flink, writing every version to the versioned store,
+the latest to the online cache and every version to the offline log.
 
 One job for all tables: per feature table the compiled plan's source declarations, and per window
 group ``INSERT INTO <blackhole> SELECT <write UDF>(<group columns>) FROM (<group query>)``
-(:mod:`ingestion.store_sink`). Flink configuration comes from the profile's ``flink`` section:
-local MiniCluster or a remote cluster, parallelism, checkpoints (RocksDB state, at-least-once
-sinks), and the Arrow batch / bundle sizes of the Python hand-off.
+(:mod:`ingestion.store_sink`). Live and backfill jobs differ only in the source of the plan and
+in an optional :class:`WriteRange` (a backfill writes the versions of its days only; the weeks
+before them are replayed to warm the windows). Flink configuration comes from the profile's
+``flink`` section: local MiniCluster or a remote cluster, parallelism, Python worker processes,
+checkpoints (RocksDB state, at-least-once sinks), and the Arrow batch / bundle sizes of the
+Python hand-off.
 """
 
 from __future__ import annotations
@@ -15,16 +18,33 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from featurestore.config import FlinkConfig, ProfileConfig
 from featurestore.errors import ConfigError, ValidationError
+from featurestore.schema import VERSION_MS
 from featurestore.time_semantics import parse_duration_ms
-from registry.compiler import CompiledPlan, compile_table
+from registry.compiler import CompiledPlan, compile_table, history_replay
 from registry.flink_sql import q
 from registry.models import Definitions
 
 from ingestion.runner import table_environment
+
+
+@dataclass(frozen=True)
+class WriteRange:
+    """The versions a job writes: ``start_ms <= version_ms < end_ms`` (None: unbounded)."""
+
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+    def where(self) -> str:
+        parts = []
+        if self.start_ms is not None:
+            parts.append(f"{q(VERSION_MS)} >= {int(self.start_ms)}")
+        if self.end_ms is not None:
+            parts.append(f"{q(VERSION_MS)} < {int(self.end_ms)}")
+        return " AND ".join(parts) or "TRUE"
 
 
 def flink_options(flink: FlinkConfig) -> dict[str, str]:
@@ -69,22 +89,39 @@ class IngestJob:
             client.cancel().result()
 
 
-def streamable_tables(definitions: Definitions, tables: Sequence[str] | None = None) -> list[str]:
-    """The feature tables to ingest: the named ones (each must have a stream binding) or all that have one."""
+def tables_with_binding(
+    definitions: Definitions, binding: Literal["stream", "batch"], tables: Sequence[str] | None = None
+) -> list[str]:
+    """The feature tables to run: the named ones (each must have the binding) or all that have it."""
     names = list(tables) if tables else [t.name for t in definitions.feature_tables]
+    what = "stream binding" if binding == "stream" else "batch binding (history)"
     chosen = []
     for name in names:
         table = definitions.feature_table(name)
-        if definitions.source(table.source).stream is None:
+        source = definitions.source(table.source)
+        if (source.stream if binding == "stream" else source.batch) is None:
             if tables:
-                raise ValidationError(
-                    f"feature table {name!r} reads source {table.source!r}, which has no stream binding"
-                )
+                raise ValidationError(f"feature table {name!r} reads source {table.source!r}, which has no {what}")
             continue
         chosen.append(name)
     if not chosen:
-        raise ValidationError("no feature table to ingest: none has a source with a stream binding")
+        raise ValidationError(f"no feature table to run: none has a source with a {what}")
     return chosen
+
+
+def streamable_tables(definitions: Definitions, tables: Sequence[str] | None = None) -> list[str]:
+    """The feature tables to ingest live: the named ones or all with a stream binding."""
+    return tables_with_binding(definitions, "stream", tables)
+
+
+@dataclass(frozen=True)
+class History:
+    """A backfill's input: the history of ``[replay_from_ms, end_ms)`` replayed (the warm-up
+    before ``WriteRange.start_ms`` included), ``partitions`` replay partitions (None: the topic's)."""
+
+    replay_from_ms: int
+    end_ms: int
+    partitions: int | None = None
 
 
 def submit(
@@ -93,29 +130,34 @@ def submit(
     tables: Sequence[str] | None = None,
     *,
     bounded: bool = False,
+    history: History | None = None,
+    write_range: WriteRange | None = None,
     jars: Sequence[str] | None = None,
     extra_options: dict[str, str] | None = None,
+    progress_dir: str | None = None,
 ) -> IngestJob:
-    """Compile the tables for their Kafka binding and submit one job writing to the profile's stores.
+    """Compile the tables and submit one job writing to the profile's stores.
 
-    ``bounded`` stops at the offsets that are latest when the job starts (tests, catch-up runs).
+    Live (``history`` None): the Kafka binding; ``bounded`` stops at the offsets that are latest
+    when the job starts (tests, catch-up runs). Backfill: the replay of ``history`` from the
+    profile's history root. ``write_range`` keeps the versions the job writes to a time range.
+    ``progress_dir``: where the sinks report what they wrote (:mod:`ingestion.progress`).
     """
-    if config.kafka is None:
+    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
+
+    if history is None and config.kafka is None:
         raise ConfigError(
             "the profile has no kafka section, so there is no stream to ingest",
             hint="use the cluster profile (featurestore services up) or set kafka.bootstrap_servers",
         )
-    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
-
     options = {**flink_options(config.flink), **(extra_options or {})}
     env = table_environment(jars, config.flink.parallelism, options)
     statements = env.create_statement_set()
+    where = (write_range or WriteRange()).where()
     plans = []
-    for name in streamable_tables(definitions, tables):
+    for name in tables_with_binding(definitions, "stream" if history is None else "batch", tables):
         feature_table = definitions.feature_table(name)
-        plan = compile_table(
-            definitions, name, "stream", kafka_bootstrap=config.kafka.bootstrap_servers, bounded=bounded
-        )
+        plan = _compile(config, definitions, name, bounded=bounded, history=history)
         for ddl in plan.statements():
             env.execute_sql(ddl)
         for group in plan.groups:
@@ -126,6 +168,8 @@ def submit(
                 versioned_store=config.versioned_store if feature_table.online or feature_table.offline else None,
                 online_cache=config.online_cache if feature_table.online else None,
                 offline_log=config.offline_log if feature_table.offline else None,
+                progress_dir=progress_dir,
+                group=group.name,
             )
             if group is plan.groups[0]:
                 prepare_stores(spec)
@@ -135,7 +179,20 @@ def submit(
             env.execute_sql(f"CREATE TEMPORARY TABLE {q(sink)} (n BIGINT) WITH ('connector' = 'blackhole')")
             arguments = ", ".join(q(c) for c in columns)
             statements.add_insert_sql(
-                f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n)"
+                f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n) WHERE {where}"
             )
         plans.append(plan)
     return IngestJob(plans, statements.execute())
+
+
+def _compile(
+    config: ProfileConfig, definitions: Definitions, name: str, *, bounded: bool, history: History | None
+) -> CompiledPlan:
+    if history is None:
+        assert config.kafka is not None  # submit checked
+        bootstrap = config.kafka.bootstrap_servers
+        return compile_table(definitions, name, "stream", kafka_bootstrap=bootstrap, bounded=bounded)
+    replay = history_replay(
+        definitions, name, start_ms=history.replay_from_ms, end_ms=history.end_ms, partitions=history.partitions
+    )
+    return compile_table(definitions, name, "batch", history_root=config.history, replay=replay)

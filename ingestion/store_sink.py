@@ -25,8 +25,9 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from featurestore.config import OfflineLogConfig
-from featurestore.schema import TableSchema
+from featurestore.schema import VERSION_MS, TableSchema
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
@@ -40,6 +41,8 @@ class SinkSpec:
     versioned_store: str | None
     online_cache: str | None
     offline_log: OfflineLogConfig | None
+    progress_dir: str | None = None  # where to report rows written (ingestion.progress)
+    group: str = ""
 
     def arrow_schema(self) -> pa.Schema:
         full = self.schema.arrow_schema()
@@ -54,6 +57,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
         self._store: Any = None
         self._online: Any = None
         self._offline: Any = None
+        self._progress: Any = None
 
     def open(self, function_context: FunctionContext) -> None:
         from featurestore.offline.log import OfflineLog
@@ -69,6 +73,10 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             self._online = open_online_cache(spec.online_cache)
         if spec.offline_log is not None:
             self._offline = OfflineLog(spec.offline_log).table(spec.schema)
+        if spec.progress_dir is not None:
+            from ingestion.progress import ProgressWriter
+
+            self._progress = ProgressWriter(spec.progress_dir, spec.schema.name, spec.group)
 
     def eval(self, *columns: pd.Series) -> pd.Series:
         batch = to_arrow(self.spec, columns)
@@ -79,9 +87,14 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
                 self._online.write(self.spec.schema.name, batch)
             if self._offline is not None:
                 self._offline.append(batch)
+            if self._progress is not None:
+                newest = pc.max(batch.column(VERSION_MS)).as_py()
+                self._progress.add(batch.num_rows, newest)
         return pd.Series([1] * len(columns[0]), dtype="int64")
 
     def close(self) -> None:
+        if self._progress is not None:
+            self._progress.flush()
         for store in (self._store, self._online):
             if store is not None:
                 store.close()

@@ -28,7 +28,8 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules are imported here, not at the top, so each stays importable on its own.
-    from sdk.cli import demo, ingest, registry, serve, services
+    from sdk.cli import backfill, demo, ingest, registry, serve, services
+    from sdk.cli.export import export
 
     main.add_command(services.services)
     main.add_command(registry.plan)
@@ -37,6 +38,8 @@ def _register() -> None:
     main.add_command(demo.demo)
     main.add_command(serve.serve)
     main.add_command(ingest.ingest)
+    main.add_command(backfill.backfill)
+    main.add_command(export)
 
 
 _register()

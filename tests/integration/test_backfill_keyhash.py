@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from featurestore.services.replay_jar import replay_jar
 from featurestore.keys import encode_key, murmur2, partition_for
+from featurestore.services.replay_jar import replay_jar
 
 PARTITIONS = (1, 2, 7, 12, 64, 1000)
 

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from featurestore.services.replay_jar import replay_jar
 from backfill.replay import ReplaySpec, read_output, read_replay
 from featurestore import eventlog
 from featurestore.datagen import CtrLogSpec, generate
@@ -34,6 +33,7 @@ from featurestore.errors import TerminalError
 from featurestore.fs import open_fs
 from featurestore.keys import encode_key, partition_for
 from featurestore.services import ports
+from featurestore.services.replay_jar import replay_jar
 from registry.models import Source
 
 ROOT = Path(__file__).resolve().parents[2]
