@@ -24,7 +24,7 @@ from featurestore.config import FlinkConfig, ProfileConfig
 from featurestore.errors import ConfigError, ValidationError
 from featurestore.schema import VERSION_MS
 from featurestore.time_semantics import parse_duration_ms
-from registry.compiler import CompiledPlan, compile_table, history_replay
+from registry.compiler import CompiledPlan, Handover, compile_table, history_replay
 from registry.flink_sql import q
 from registry.models import Definitions
 
@@ -135,6 +135,7 @@ def submit(
     jars: Sequence[str] | None = None,
     extra_options: dict[str, str] | None = None,
     progress_dir: str | None = None,
+    handover_ms: int | None = None,
 ) -> IngestJob:
     """Compile the tables and submit one job writing to the profile's stores.
 
@@ -142,6 +143,9 @@ def submit(
     when the job starts (tests, catch-up runs). Backfill: the replay of ``history`` from the
     profile's history root. ``write_range`` keeps the versions the job writes to a time range.
     ``progress_dir``: where the sinks report what they wrote (:mod:`ingestion.progress`).
+    ``handover_ms`` (live only): continue a backfill that wrote versions up to this time: the
+    windows are warmed from the profile's history before it, Kafka is read from it on, and only
+    versions at or after it are written (:class:`registry.compiler.Handover`).
     """
     from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
 
@@ -153,11 +157,15 @@ def submit(
     options = {**flink_options(config.flink), **(extra_options or {})}
     env = table_environment(jars, config.flink.parallelism, options)
     statements = env.create_statement_set()
+    if handover_ms is not None:
+        if history is not None:
+            raise ConfigError("a hand-over is a live job: give handover_ms or history, not both")
+        write_range = WriteRange(handover_ms, write_range.end_ms if write_range is not None else None)
     where = (write_range or WriteRange()).where()
     plans = []
     for name in tables_with_binding(definitions, "stream" if history is None else "batch", tables):
         feature_table = definitions.feature_table(name)
-        plan = _compile(config, definitions, name, bounded=bounded, history=history)
+        plan = _compile(config, definitions, name, bounded=bounded, history=history, handover_ms=handover_ms)
         for ddl in plan.statements():
             env.execute_sql(ddl)
         for group in plan.groups:
@@ -186,12 +194,21 @@ def submit(
 
 
 def _compile(
-    config: ProfileConfig, definitions: Definitions, name: str, *, bounded: bool, history: History | None
+    config: ProfileConfig,
+    definitions: Definitions,
+    name: str,
+    *,
+    bounded: bool,
+    history: History | None,
+    handover_ms: int | None,
 ) -> CompiledPlan:
     if history is None:
         assert config.kafka is not None  # submit checked
         bootstrap = config.kafka.bootstrap_servers
-        return compile_table(definitions, name, "stream", kafka_bootstrap=bootstrap, bounded=bounded)
+        handover = None if handover_ms is None else Handover(config.history, handover_ms)
+        return compile_table(
+            definitions, name, "stream", kafka_bootstrap=bootstrap, bounded=bounded, handover=handover
+        )
     replay = history_replay(
         definitions, name, start_ms=history.replay_from_ms, end_ms=history.end_ms, partitions=history.partitions
     )

@@ -77,6 +77,20 @@ class FileSink:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """A live job that continues a backfill which wrote versions up to ``at_ms``.
+
+    Its source is the replay of ``[at_ms - replay_ms, at_ms)`` from ``history_root`` UNION ALL
+    the Kafka topic's events at or after ``at_ms``: the history warms the windows, Kafka
+    continues them, and no event is in both (see :func:`compile_table`). ``replay_ms`` is the
+    longest window of the table by default."""
+
+    history_root: str
+    at_ms: int
+    replay_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class GroupPlan:
     """The features of one window size (``window_ms`` None: the projections) and their query."""
 
@@ -198,6 +212,34 @@ def history_replay(definitions: Definitions, table_name: str, **overrides: objec
     return ReplaySpec(key_fields=keys, **overrides)  # type: ignore[arg-type]
 
 
+def _handover_ddl(
+    source: Source,
+    history: flink_sql.SourceDeclaration,
+    live: flink_sql.SourceDeclaration,
+    at_ms: int,
+    events_table: str,
+    marker_tables: dict[int, str],
+) -> list[str]:
+    """Each declaration twice (``<name>__history``, ``<name>__live``) and a view ``<name>`` of
+    history before ``at_ms`` UNION ALL live events at or after it (by event time, not Kafka time)."""
+    statements = []
+    for suffix, declaration in (("__history", history), ("__live", live)):
+        markers = {w: n + suffix for w, n in marker_tables.items()}
+        statements += flink_sql.source_tables(
+            source, declaration, events_table=events_table + suffix, marker_tables=markers
+        )
+    columns = ", ".join([*(q(c) for c in source.columns), q(SEQ_COLUMN), q(ROWTIME)])
+    event_time = q(source.event_time)
+    for name in [events_table, *marker_tables.values()]:
+        statements.append(
+            f"CREATE TEMPORARY VIEW {q(name)} AS\n"
+            f"  SELECT {columns} FROM {q(name + '__history')} WHERE {event_time} < {int(at_ms)}\n"
+            f"  UNION ALL\n"
+            f"  SELECT {columns} FROM {q(name + '__live')} WHERE {event_time} >= {int(at_ms)}"
+        )
+    return statements
+
+
 def _names(table: str) -> tuple[str, str]:
     return f"__events_{table}", f"__expiry_{table}_"
 
@@ -213,6 +255,7 @@ def compile_table(
     bounded: bool = False,
     watermark_on_event: bool = False,
     replay: ReplaySpec | None = None,
+    handover: Handover | None = None,
 ) -> CompiledPlan:
     """Compile ``table_name`` for ``binding``: ``stream`` needs ``kafka_bootstrap``, ``batch``
     needs ``history_root``. Without ``sink`` the groups carry SELECTs only (for ``explain``).
@@ -221,6 +264,13 @@ def compile_table(
     (stream only) emits a watermark after every record instead of every 200 ms. ``replay``
     (batch only) sets how history is replayed (:func:`history_replay` by default: partitioned by
     the table's entity key, as many partitions as the Kafka topic, the whole history).
+
+    ``handover`` (stream only): each source declaration becomes a view, the replay of the history
+    before ``handover.at_ms`` UNION ALL the topic's events at or after it (read from the first
+    record stamped ``at_ms - allowed_lateness``, so a record sent late is not skipped). Flink's
+    watermark of a union is the minimum of its inputs' until the bounded replay ends, so the
+    windows fill in event-time order across the seam. The job should write only versions at or
+    after ``at_ms`` (``ingestion.job.WriteRange``): the backfill wrote the ones before.
     """
     table = definitions.feature_table(table_name)
     source = definitions.source(table.source)
@@ -241,7 +291,21 @@ def compile_table(
         declaration = replay_declaration(source, history_root=history_root, spec=spec)
     else:
         raise ValidationError(f"unknown binding {binding!r}; use stream or batch")
-    source_ddl = flink_sql.source_tables(source, declaration, events_table=events_table, marker_tables=marker_tables)
+    if handover is None:
+        source_ddl = flink_sql.source_tables(
+            source, declaration, events_table=events_table, marker_tables=marker_tables
+        )
+    elif binding != "stream" or kafka_bootstrap is None:
+        raise ValidationError("a hand-over continues a backfill with live events: it needs the stream binding")
+    else:
+        live = flink_sql.stream_source(
+            source, table=table.name, kafka_bootstrap=kafka_bootstrap, bounded=bounded, on_event=watermark_on_event,
+            start_at_ms=handover.at_ms - source.allowed_lateness_ms,
+        )
+        replay_ms = handover.replay_ms if handover.replay_ms is not None else max(windows, default=0)
+        history = history_replay(definitions, table_name, start_ms=handover.at_ms - replay_ms, end_ms=handover.at_ms)
+        history_declaration = replay_declaration(source, history_root=handover.history_root, spec=history)
+        source_ddl = _handover_ddl(source, history_declaration, live, handover.at_ms, events_table, marker_tables)
 
     keys = [(k.name, k.dtype) for k in schema.keys]
     key_list = ", ".join(q(k) for k, _ in keys)

@@ -168,14 +168,21 @@ class SourceDeclaration:
 
 
 def stream_source(
-    source: Source, *, table: str, kafka_bootstrap: str, bounded: bool, on_event: bool
+    source: Source,
+    *,
+    table: str,
+    kafka_bootstrap: str,
+    bounded: bool,
+    on_event: bool,
+    start_at_ms: int | None = None,
 ) -> SourceDeclaration:
     """The Kafka binding: the topic from the earliest offset, in the binding's format.
 
     ``__seq`` = ``offset * 10000 + partition`` (at most 10,000 partitions): it grows with the offset
     inside a partition, which is Kafka's only order. ``bounded`` stops at the offsets that are
     latest when the job starts (tests, one-off runs); ``on_event`` emits a watermark after every
-    record instead of periodically (deterministic lateness in tests).
+    record instead of periodically (deterministic lateness in tests); ``start_at_ms`` starts at
+    the first record whose Kafka timestamp is at or after it instead of the earliest offset.
     """
     if source.stream is None:
         raise ValidationError(f"source {source.name!r} has no stream binding")
@@ -190,6 +197,9 @@ def stream_source(
         "scan.startup.mode": "earliest-offset",
         "format": source.stream.format,
     }
+    if start_at_ms is not None:
+        options["scan.startup.mode"] = "timestamp"
+        options["scan.startup.timestamp-millis"] = str(int(start_at_ms))
     if bounded:
         options["scan.bounded.mode"] = "latest-offset"
     if on_event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
@@ -12,7 +13,13 @@ import click
 @click.option("--tables", "-t", multiple=True, help="feature tables to ingest (default: all with a stream binding)")
 @click.option("--profile", default=None, help="configuration profile (default: featurestore.yaml's, else local)")
 @click.option("--bounded", is_flag=True, help="stop at the offsets that are latest when the job starts")
-def ingest(repo: Path, tables: tuple[str, ...], profile: str | None, bounded: bool) -> None:
+@click.option(
+    "--handover", type=click.DateTime(["%Y-%m-%d"]), default=None,
+    help="continue a backfill whose --to was this day: warm windows from history, write from it on",
+)
+def ingest(
+    repo: Path, tables: tuple[str, ...], profile: str | None, bounded: bool, handover: dt.datetime | None
+) -> None:
     """Submit the streaming job of the applied registry version and follow it (Ctrl-C cancels it)."""
     from featurestore.config import load_config
     from ingestion.job import submit
@@ -20,11 +27,14 @@ def ingest(repo: Path, tables: tuple[str, ...], profile: str | None, bounded: bo
 
     config = load_config(repo, profile=profile)
     version = Registry.for_repo(repo, profile=profile).get()
-    job = submit(config, version.definitions, list(tables) or None, bounded=bounded)
+    handover_ms = None if handover is None else int(handover.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    job = submit(config, version.definitions, list(tables) or None, bounded=bounded, handover_ms=handover_ms)
     names = ", ".join(plan.table for plan in job.plans)
     click.echo(f"registry version {version.id}: ingesting {names} (Flink job {job.job_id})")
     click.echo(f"  versions -> {config.versioned_store}; latest -> {config.online_cache}")
     click.echo(f"  every version -> the offline log in {config.offline_log.warehouse}")
+    if handover is not None:
+        click.echo(f"  hand-over at {handover:%Y-%m-%d} UTC: windows warmed from {config.history}, writes from then on")
     try:
         job.wait()
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """replay == live: the same events sent through Kafka and replayed from history on HDFS give the
 same versions (key, feature, version time, value) in HBase and the Iceberg log; a backfill warms
-its windows from the history before its range and writes only the range; rerunning is idempotent."""
+its windows from the history before its range and writes only the range; rerunning is idempotent;
+a live job continuing a backfill (the hand-over) gives what one live job over everything gives."""
 
 from __future__ import annotations
 
@@ -121,6 +122,18 @@ def test_replay_equals_live_and_backfill_reruns_idempotently(services: object, t
         whole = plan_backfill(definitions, [TABLE], START, START + dt.timedelta(days=3 + 31))
         run_backfill(replayed, definitions, whole)
         assert _versions(replayed, definitions, users, everything) == _versions(live, definitions, users, everything)
+
+        # hand-over: a backfill up to day 2, then a live job continuing at day 2 over a topic that
+        # holds every event (before day 2 too): together they equal the live job, with no gap and
+        # nothing counted twice
+        handed = _config(tmp_path, "handover", run, history)
+        try:
+            until_day2 = plan_backfill(definitions, [TABLE], START, START + dt.timedelta(days=2))
+            run_backfill(handed, definitions, until_day2)
+            submit(handed, definitions, [TABLE], bounded=True, handover_ms=until_day2.end_ms).wait()
+            assert _versions(handed, definitions, users, everything) == _versions(live, definitions, users, everything)
+        finally:
+            _drop(handed)
     finally:
         _drop(live)
         _drop(replayed)

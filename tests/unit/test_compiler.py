@@ -11,7 +11,7 @@ import pytest
 
 from featurestore.errors import ValidationError
 from registry import load_repo
-from registry.compiler import FileSink, compile_table, history_replay
+from registry.compiler import FileSink, Handover, compile_table, history_replay
 from registry.flink_sql import interval, literal, string_literal
 from registry.models import BatchBinding, Condition, Entity, Feature, FeatureTable, JoinKey, Source, StreamBinding
 from registry.validate import build
@@ -183,3 +183,24 @@ def test_compiling_does_not_load_flink() -> None:
         "assert not any(m.startswith(('pyflink', 'py4j')) for m in sys.modules), 'flink loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_a_hand_over_unions_history_before_the_seam_with_kafka_after_it(ctr) -> None:  # type: ignore[no-untyped-def]
+    at = 1_790_899_200_000
+    plan = compile_table(
+        ctr, "user_click_features", "stream", kafka_bootstrap=KAFKA, handover=Handover(ROOT, at)
+    )
+    plain = compile_table(ctr, "user_click_features", "stream", kafka_bootstrap=KAFKA)
+    assert plan.core_sql() == plain.core_sql()  # only the source differs
+    history = [d for d in plan.source_ddl if "__history` (" in d]
+    live = [d for d in plan.source_ddl if "__live` (" in d]
+    views = [d for d in plan.source_ddl if d.startswith("CREATE TEMPORARY VIEW")]
+    assert len(history) == len(live) == len(views) == len(plain.source_ddl)
+    month = 30 * 86_400_000
+    assert all(f"'scan.start-ms' = '{at - month}'" in d and f"'scan.end-ms' = '{at}'" in d for d in history)
+    lateness = 5 * 60_000
+    assert all(f"'scan.startup.timestamp-millis' = '{at - lateness}'" in d for d in live)
+    for view in views:
+        assert f"WHERE `ts` < {at}\n  UNION ALL\n" in view and view.endswith(f"WHERE `ts` >= {at}")
+    with pytest.raises(ValidationError, match="stream binding"):
+        compile_table(ctr, "user_click_features", "batch", history_root=ROOT, handover=Handover(ROOT, at))
