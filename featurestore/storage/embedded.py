@@ -19,6 +19,12 @@ so the versions of one (key, feature) are adjacent and sorted by time: an as-of 
 cursor seek to ``prefix | T+1`` and one step back. A write at an existing (key, feature,
 version_ms) lands only if its seq is >= the stored one (the tie rule; equal seq = a replay).
 
+One process opens a directory once: LMDB forbids opening the same environment twice in one
+process (closing one copy would drop the other's locks), yet one process often holds several
+stores on one path (the ingestion job's sink functions, one per window group, and the driver,
+all in one interpreter on a local Flink). So environments are shared per path and reference
+counted (:class:`_Environments`); ``close`` releases this store's reference.
+
 URI options: ``embedded:///path?map_gb=64&sync=false``. ``sync=false`` (the default) leaves
 flushing to the OS: a killed process loses nothing, a power cut may lose the last batches, which
 at-least-once ingestion rewrites idempotently.
@@ -27,6 +33,7 @@ at-least-once ingestion rewrites idempotently.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +80,37 @@ def _feature_part(feature: str) -> bytes:
     return bytes([len(data)]) + data
 
 
+class _Environments:
+    """The LMDB environments this process has open, one per directory, with reference counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[Any, int]] = {}
+
+    def acquire(self, lmdb: Any, path: Path, *, map_gb: int, sync: bool) -> Any:
+        key = str(path.resolve())
+        with self._lock:
+            env, count = self._open.get(key, (None, 0))
+            if env is None:
+                env = lmdb.open(key, map_size=map_gb << 30, max_dbs=4096, sync=sync, metasync=sync, readahead=False)
+            self._open[key] = (env, count + 1)
+            return env
+
+    def release(self, env: Any) -> None:
+        with self._lock:
+            for key, (open_env, count) in list(self._open.items()):
+                if open_env is env:
+                    if count > 1:
+                        self._open[key] = (env, count - 1)
+                    else:
+                        del self._open[key]
+                        env.close()
+                    return
+
+
+_ENVIRONMENTS = _Environments()
+
+
 class EmbeddedStore(CellStore):
     """LMDB-backed :class:`~featurestore.storage.versioned.VersionedStore`."""
 
@@ -83,9 +121,7 @@ class EmbeddedStore(CellStore):
         self.uri = f"embedded://{self.path}"
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._env = lmdb.open(
-                str(self.path), map_size=map_gb << 30, max_dbs=4096, sync=sync, metasync=sync, readahead=False
-            )
+            self._env = _ENVIRONMENTS.acquire(lmdb, self.path, map_gb=map_gb, sync=sync)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the embedded store at {self.path}: {exc}") from None
         self._lmdb = lmdb
@@ -235,4 +271,6 @@ class EmbeddedStore(CellStore):
         self._dbs.pop(table, None)
 
     def close(self) -> None:
-        self._env.close()
+        if self._env is not None:
+            _ENVIRONMENTS.release(self._env)
+            self._env = None

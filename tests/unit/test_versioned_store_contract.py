@@ -85,3 +85,20 @@ def test_table_of_the_older_cell_format_is_refused(tmp_path: Path) -> None:
         again.drop_table(schema.name)  # the way out: drop, then rewrite the versions
         again.ensure_table(schema)
         assert suite.put(again, schema, suite.v(1, suite.T0, 1, clicks=None)) == 1
+
+
+def test_stores_on_one_path_share_one_environment_in_a_process(tmp_path: Path) -> None:
+    """LMDB must not open a directory twice in one process: a second store shares the first's
+    environment, and closing one leaves the other working (the sink functions of a local Flink
+    job and the driver all open the same store in one interpreter)."""
+    uri = f"embedded://{tmp_path}/shared"
+    first, second = EmbeddedStore.from_uri(uri), EmbeddedStore.from_uri(uri)
+    assert first._env is second._env
+    schema = suite.new_table(first, ttl_ms=None)
+    first.close()
+    suite.put(second, schema, suite.v(1, suite.T0, 1, clicks=7))
+    assert second.get_latest(schema.name, [1], ["clicks"])["clicks"].to_pylist() == [7]
+    second.close()
+    suite._created.clear()
+    with EmbeddedStore.from_uri(uri) as third:  # reopened after both closed: the data is there
+        assert third.get_latest(schema.name, [1], ["clicks"])["clicks"].to_pylist() == [7]
