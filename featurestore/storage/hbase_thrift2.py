@@ -7,6 +7,11 @@ APIs are served by two different servers (``org.apache.hadoop.hbase.thrift.Thrif
 stack runs both (featurestore.services.hbase), with the same transport settings: buffered
 transport, binary protocol.
 
+Writes do not build thriftpy2 objects: :func:`put_multiple_call` writes the bytes of a whole
+``putMultiple`` call from Arrow arrays (TBinaryProtocol, strict write, the field ids of the IDL
+below), since a thriftpy2 ``TColumnValue`` per cell was the largest cost of a write on the Python
+side; :class:`Thrift2Pool` sends those bytes and reads the reply with thriftpy2.
+
 The IDL below is a subset of ``org/apache/hadoop/hbase/thrift2/hbase.thrift`` from
 ``hbase-thrift-2.6.1.jar`` (Apache License 2.0, copyright The Apache Software Foundation): only the
 types and methods this module calls, with their field ids, types and names unchanged, which is
@@ -16,8 +21,16 @@ all Thrift's wire format depends on.
 from __future__ import annotations
 
 import io
+import struct
 import threading
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.types import fixed_width_binary
 
 _IDL = """
 /* Subset of hbase-thrift-2.6.1.jar: org/apache/hadoop/hbase/thrift2/hbase.thrift.
@@ -115,22 +128,123 @@ def is_thrift2_server(host: str, port: int, timeout_ms: int = 5000) -> bool:
         client.close()
 
 
+# TBinaryProtocol, strict write: a call is the version and message type (VERSION_1 | CALL), the
+# method name, a sequence id, then the arguments struct. A struct is its fields (a type byte, the
+# i16 field id, the value) and a stop byte; binary is an i32 length and the bytes; a list is the
+# element type byte, an i32 count and the elements.
+_CALL = struct.pack(">I", 0x80010000 | 1)
+_STOP = b"\x00"
+_I64, _BINARY, _STRUCT, _LIST = 10, 11, 12, 15
+
+
+def _field(kind: int, field_id: int) -> bytes:
+    return struct.pack(">bh", kind, field_id)
+
+
+def _binary(value: bytes) -> bytes:
+    return struct.pack(">i", len(value)) + value
+
+
+def _lengths(values: pa.Array) -> pa.Array:
+    """The i32 length that goes before each value of a binary array."""
+    return fixed_width_binary(pc.binary_length(values).to_numpy().astype(">i4"))
+
+
+def put_multiple_call(
+    table: bytes,
+    rows: pa.Array,
+    sizes: np.ndarray[Any, np.dtype[np.int64]],
+    family: bytes,
+    columns: Mapping[bytes, pa.Array],
+    timestamps: np.ndarray[Any, np.dtype[np.int64]],
+) -> bytes:
+    """The bytes of the call ``putMultiple(table, tputs)`` (sequence id 0), as thriftpy2 writes it.
+
+    TPut ``j`` is row ``rows[j]`` with the cells of the next ``sizes[j]`` version rows: per version
+    row ``i``, one TColumnValue per entry of ``columns`` (qualifier -> one value per version row, no
+    nulls) at timestamp ``timestamps[i]``.
+
+    Written by Arrow, one binary value per version row: its cells, after its TPut's header when it
+    is the first row of its TPut, and before the TPut's stop byte when it is the last. The values
+    of the rows in order are then the TPuts in order, and one ``binary_join_element_wise`` makes
+    them all (no Python call per cell; Arrow also lets other threads run meanwhile).
+    """
+    n, binary, empty = len(timestamps), pa.binary(), pa.scalar(b"", pa.binary())
+    starts = np.cumsum(sizes) - sizes
+    put_heads = pc.binary_join_element_wise(
+        _field(_BINARY, 1), _lengths(rows), rows,
+        _field(_LIST, 2) + bytes([_STRUCT]), fixed_width_binary((sizes * len(columns)).astype(">i4")), empty,
+    )
+    which = np.full(n, len(rows))  # the TPut whose header starts row i; len(rows): none does
+    which[starts] = np.arange(len(rows))
+    heads = pa.concat_arrays([put_heads, pa.array([b""], binary)]).take(pa.array(which))
+    last = np.zeros(n, bool)
+    last[starts + sizes - 1] = True
+    tails = pc.if_else(pa.array(last), pa.scalar(_STOP, binary), empty)
+    stamps = fixed_width_binary(timestamps.astype(">i8"))
+    pieces: list[Any] = [heads]
+    for qualifier, values in columns.items():
+        head = _field(_BINARY, 1) + _binary(family) + _field(_BINARY, 2) + _binary(qualifier) + _field(_BINARY, 3)
+        pieces += [head, _lengths(values), values, _field(_I64, 4), stamps, _STOP]
+    body = pc.binary_join_element_wise(*pieces, tails, empty)
+    offsets = np.frombuffer(body.buffers()[1], np.int32, n + 1, body.offset * 4)
+    data = b"" if n == 0 else memoryview(body.buffers()[2])[offsets[0] : offsets[n]]
+    call = _CALL + _binary(b"putMultiple") + struct.pack(">i", 0)
+    arguments = _field(_BINARY, 1) + _binary(table) + _field(_LIST, 2) + struct.pack(">bi", _STRUCT, len(rows))
+    return b"".join((call, arguments, data, _STOP))
+
+
+class _Connection:
+    """A socket to the Thrift2 server for calls written as bytes (:func:`put_multiple_call`): they
+    go to the socket as they are; the reply is read through a buffered transport by thriftpy2."""
+
+    def __init__(self, host: str, port: int, timeout_ms: int) -> None:
+        from thriftpy2.protocol import TCyBinaryProtocol
+        from thriftpy2.transport import TCyBufferedTransport, TSocket
+
+        self._socket: Any = TSocket(host, port, socket_timeout=timeout_ms)  # type: ignore[no-untyped-call]
+        self._transport: Any = TCyBufferedTransport(self._socket)
+        self._transport.open()
+        self._protocol: Any = TCyBinaryProtocol(self._transport)  # type: ignore[no-untyped-call]
+
+    def put_multiple(self, call: bytes) -> None:
+        """Send a call and read its reply, raising what thriftpy2's client would (TIOError, ...)."""
+        from thriftpy2.thrift import TApplicationException, TMessageType
+
+        self._socket.write(call)
+        _, kind, _ = self._protocol.read_message_begin()
+        if kind == TMessageType.EXCEPTION:
+            error = TApplicationException()
+            error.read(self._protocol)
+            self._protocol.read_message_end()
+            raise error
+        result = thrift2().THBaseService.putMultiple_result()
+        result.read(self._protocol)
+        self._protocol.read_message_end()
+        if result.io is not None:
+            raise result.io
+
+    def close(self) -> None:
+        self._transport.close()
+
+
 class Thrift2Pool:
     """Up to ``size`` idle connections, taken one per call; a connection that failed is dropped."""
 
     def __init__(self, host: str, port: int, size: int, timeout_ms: int) -> None:
         self.host, self.port, self._size, self._timeout_ms = host, port, size, timeout_ms
-        self._idle: list[Any] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
 
-    def put_multiple(self, table: bytes, puts: list[Any]) -> None:
+    def put_multiple(self, call: bytes) -> None:
+        """Send one ``putMultiple`` call written by :func:`put_multiple_call`."""
         with self._lock:
             client = self._idle.pop() if self._idle else None
         if client is None:
-            client = connect(self.host, self.port, self._timeout_ms)
+            client = _Connection(self.host, self.port, self._timeout_ms)
         ok = False
         try:
-            client.putMultiple(table, puts)
+            client.put_multiple(call)
             ok = True
         except thrift2().TIOError:
             ok = True  # an error HBase reported: the connection itself is fine
