@@ -24,20 +24,26 @@ Idempotency. The ingestion job may re-deliver a batch after a restart. :meth:`Of
 takes an optional ``batch_id``, recorded in the snapshot summary (``featurestore.batch-id``); an
 append whose id is already in the table's snapshot history is skipped. The check and the commit
 are safe under concurrency because the SQL catalog commits with compare-and-swap: a conflicting
-commit fails, the table is refreshed and the id checked again. This costs nothing on read. As a
+commit fails, the table is refreshed and the id checked again (:meth:`OfflineTable.commit`, which
+:mod:`featurestore.offline.staging` also uses: a commit of many staged batches lists their ids in
+``featurestore.batch-ids``, read by :meth:`OfflineTable.batch_ids` too). This costs nothing on read. As a
 second line for writers that cannot give batch ids, :meth:`OfflineTable.scan` can drop exact
 duplicates on read (``dedupe=True``: one row per keys, ``version_ms``, ``seq`` and write set
 ``_written``: versions of different window groups share a time and seq but write different
 features, so they are not duplicates). The point-in-time
 engine does not need it: a duplicate version carries the same (time, seq, values), so it can never
 change which value a sample sees.
+
+HDFS. The catalog's FileIO is :class:`featurestore.offline.hdfs.HdfsNativeFileIO`: ``hdfs://``
+warehouses through hdfs-native, no JVM (pyarrow's HadoopFileSystem would load libjvm/libhdfs).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,12 +62,16 @@ if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.expressions import BooleanExpression
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
     from featurestore.config import OfflineLogConfig
 
 VERSION_TIME = "_version_time"
 PARTITION_FIELD = "version_day"
 BATCH_ID_PROPERTY = "featurestore.batch-id"
+# A commit that carries several batches (featurestore.offline.staging) lists their ids as JSON.
+BATCH_IDS_PROPERTY = "featurestore.batch-ids"
+PY_IO_IMPL = "py-io-impl"  # pyiceberg's catalog property naming the FileIO class
 # Concurrent writers (one per window group and Python worker) race for the catalog's pointer;
 # a loser reloads and retries with jittered, growing pauses until this deadline.
 _COMMIT_DEADLINE_S = 120.0
@@ -109,8 +119,13 @@ class OfflineLog:
             uri = self.config.catalog_uri
             if uri.startswith("sqlite:///"):
                 Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            from featurestore.offline.hdfs import FILE_IO_IMPL
+
             self._catalog = SqlCatalog(
-                "featurestore", uri=uri, warehouse=_warehouse_uri(self.config.warehouse)
+                "featurestore",
+                uri=uri,
+                warehouse=_warehouse_uri(self.config.warehouse),
+                **{PY_IO_IMPL: FILE_IO_IMPL},  # hdfs:// through hdfs-native, not libhdfs (no JVM)
             )
             self._catalog.create_namespace_if_not_exists(self.config.namespace)
         return self._catalog
@@ -198,17 +213,37 @@ class OfflineTable:
 
     def append(self, versions: pa.Table, *, batch_id: str | None = None) -> AppendResult:
         """Append a batch of versions; with ``batch_id``, a batch already appended is skipped."""
+        data = self.conform(versions)
+        properties = {BATCH_ID_PROPERTY: batch_id} if batch_id is not None else {}
+        skipped = False
+
+        def prepare() -> tuple[pa.Table, dict[str, str]] | None:
+            nonlocal skipped
+            skipped = batch_id is not None and batch_id in self.batch_ids()
+            if skipped or (data.num_rows == 0 and batch_id is None):
+                return None
+            return data, properties
+
+        rows = self.commit(prepare)
+        return AppendResult(self.current_snapshot_id(), rows or 0, skipped=skipped)
+
+    def commit(self, prepare: Callable[[], tuple[pa.Table, dict[str, str]] | None]) -> int | None:
+        """Append what ``prepare()`` returns (rows in the log layout, snapshot properties) as one
+        commit, or nothing when it returns ``None``; the number of rows committed, or ``None``.
+
+        ``prepare`` runs against the table as last loaded, and again after each refresh when a
+        concurrent writer won the race for the catalog's pointer (compare-and-swap): a check it
+        makes against the snapshot history (a batch id, a staged file) holds at the commit.
+        """
         from pyiceberg.exceptions import CommitFailedException
 
-        data = self._conform(versions)
-        properties = {BATCH_ID_PROPERTY: batch_id} if batch_id is not None else {}
         deadline = time.monotonic() + _COMMIT_DEADLINE_S
         attempt = 0
         while True:
-            if batch_id is not None and batch_id in self.batch_ids():
-                return AppendResult(self.current_snapshot_id(), 0, skipped=True)
-            if data.num_rows == 0 and batch_id is None:
-                return AppendResult(self.current_snapshot_id(), 0)
+            prepared = prepare()
+            if prepared is None:
+                return None
+            data, properties = prepared
             try:
                 self._table.append(data, snapshot_properties=properties)
             except CommitFailedException:
@@ -221,9 +256,9 @@ class OfflineTable:
                 time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.02 * 2**attempt))
                 self.refresh()
                 continue
-            return AppendResult(self.current_snapshot_id(), data.num_rows)
+            return int(data.num_rows)
 
-    def _conform(self, versions: pa.Table) -> pa.Table:
+    def conform(self, versions: pa.Table) -> pa.Table:
         """Check and cast a batch to the log schema; features absent from the batch are null and
         left out of ``_written`` (a ``_written`` column in ``versions``, e.g. from a scan, is kept)."""
         where = f"versions of {self.schema.name}"
@@ -272,7 +307,14 @@ class OfflineTable:
                 value = snapshot.summary.get(BATCH_ID_PROPERTY)
                 if value is not None:
                     ids.add(str(value))
+                listed = snapshot.summary.get(BATCH_IDS_PROPERTY)
+                if listed is not None:
+                    ids.update(str(v) for v in json.loads(listed))
         return ids
+
+    def snapshots(self) -> list[Snapshot]:
+        """The snapshots of the table as last loaded (:meth:`refresh` reloads), oldest first."""
+        return list(self._table.metadata.snapshots)
 
     def _check_snapshot(self, snapshot_id: int | None) -> None:
         if snapshot_id is not None and self._table.snapshot_by_id(snapshot_id) is None:
@@ -365,13 +407,20 @@ class OfflineTable:
     ) -> duckdb.DuckDBPyRelation:
         """A bounded scan as a DuckDB relation on ``con`` (the columns of :meth:`scan`, ``_written`` last).
 
-        On a local warehouse DuckDB reads the snapshot's Parquet data files itself (streaming,
-        with projection and filter pushdown); elsewhere (hdfs://) the scan goes through Arrow.
+        DuckDB reads the snapshot's Parquet data files itself (streaming, with projection and
+        filter pushdown): local files directly, ``hdfs://`` ones through hdfs-native
+        (:func:`featurestore.offline.hdfs.register_duckdb`). Files it cannot reach that way (another
+        scheme, or a second name node on one connection) go through an Arrow scan instead.
         """
         files = self.data_files(start_ms=start_ms, end_ms=end_ms, snapshot_id=snapshot_id)
         local = [_local_path(f) for f in files]
         columns = ", ".join(f'"{c}"' for c in self._columns(features))
-        if not files or any(p is None for p in local):
+        paths: list[str]
+        if files and all(p is not None for p in local):
+            paths = [p for p in local if p is not None]
+        elif files and not any(p is not None for p in local) and _register_duckdb(con, files):
+            paths = files
+        else:
             data = self.scan(start_ms=start_ms, end_ms=end_ms, features=features, snapshot_id=snapshot_id)
             return con.from_arrow(data)
         conditions = ["true"]
@@ -379,11 +428,16 @@ class OfflineTable:
             conditions.append(f"{VERSION_MS} >= {int(start_ms)}")
         if end_ms is not None:
             conditions.append(f"{VERSION_MS} < {int(end_ms)}")
-        paths = [p for p in local if p is not None]
         source = con.read_parquet(paths, union_by_name=True)
         if WRITTEN not in source.columns:  # every file predates the column: all features written
             columns = columns.replace(f'"{WRITTEN}"', f'NULL::VARCHAR AS "{WRITTEN}"')
         return source.filter(" AND ".join(conditions)).project(columns)
+
+
+def _register_duckdb(con: duckdb.DuckDBPyConnection, files: list[str]) -> bool:
+    from featurestore.offline.hdfs import register_duckdb
+
+    return register_duckdb(con, files)
 
 
 def _dedupe(data: pa.Table, by: Sequence[str]) -> pa.Table:
