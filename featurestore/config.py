@@ -59,6 +59,10 @@ class FlinkConfig(_Strict):
     python_executable: str | None = Field(None, description="Python for Flink's Python workers")
     arrow_batch_size: int = Field(10_000, ge=1)
     bundle_size: int = Field(100_000, ge=1)
+    restart_attempts: int = Field(
+        5, ge=0, description="restarts from the last checkpoint before a failing job gives up (a store down)"
+    )
+    restart_delay: str = Field("10s", description="the wait before each restart")
 
 
 class ProfileConfig(_Strict):

@@ -14,6 +14,7 @@ Python hand-off.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from featurestore.config import FlinkConfig, ProfileConfig
-from featurestore.errors import ConfigError, ValidationError
+from featurestore.errors import ConfigError, TerminalError, ValidationError
 from featurestore.schema import VERSION_MS
 from featurestore.time_semantics import parse_duration_ms
 from registry.compiler import CompiledPlan, Handover, compile_table, history_replay
@@ -59,6 +60,11 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         "python.client.executable": flink.python_executable or sys.executable,
         "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
         "python.fn-execution.bundle.size": str(flink.bundle_size),
+        # Flink's default with checkpoints is to restart forever: a sink that cannot write (a store
+        # down for good, a table missing) would look like a job that hangs. Give up after a few.
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": str(flink.restart_attempts),
+        "restart-strategy.fixed-delay.delay": f"{parse_duration_ms(flink.restart_delay)} ms",
     }
     if flink.mode == "remote":
         if not flink.address or ":" not in flink.address:
@@ -81,12 +87,29 @@ class IngestJob:
         return str(client.get_job_id()) if client is not None else ""
 
     def wait(self) -> None:
-        self.result.wait()
+        """Wait for a bounded job to end; a failed job raises :class:`TerminalError` with its cause."""
+        try:
+            self.result.wait()
+        except Exception as exc:  # Py4JJavaError: pages of Java and Python traces
+            raise job_failure(exc) from exc
 
     def cancel(self) -> None:
         client = self.result.get_job_client()
         if client is not None:
             client.cancel().result()
+
+
+_CAUSE = re.compile(r"((?:featurestore\.errors\.)?[A-Za-z]+Error: .+|hdfs-replay: .+)")
+
+
+def job_failure(exc: BaseException) -> TerminalError:
+    """A failed Flink job as one sentence: the last error a sink or the replay source raised (the
+    innermost cause of Flink's trace), or the first line of the trace when none is recognised."""
+    lines = str(exc).splitlines()
+    causes = [m.group(1).strip() for line in lines if (m := _CAUSE.search(line))]
+    ours = [c for c in causes if c.startswith(("featurestore.errors.", "hdfs-replay:"))]
+    reason = (ours or causes or lines or ["unknown error"])[-1].removeprefix("featurestore.errors.")
+    return TerminalError(f"the Flink job failed: {reason}", hint="the Flink log (pyflink/log/) has the full trace")
 
 
 def tables_with_binding(
@@ -174,7 +197,7 @@ def submit(
                 schema=plan.schema,
                 columns=columns,
                 versioned_store=config.versioned_store if feature_table.online or feature_table.offline else None,
-                online_cache=config.online_cache if feature_table.online else None,
+                online_cache=config.online_cache if feature_table.online and _reachable(config) else None,
                 offline_log=config.offline_log if feature_table.offline else None,
                 progress_dir=progress_dir,
                 group=group.name,
@@ -191,6 +214,13 @@ def submit(
             )
         plans.append(plan)
     return IngestJob(plans, statements.execute())
+
+
+def _reachable(config: ProfileConfig) -> bool:
+    """Whether the job's workers can write the profile's online cache: ``memory://`` is the memory
+    of the process that opened it, which a Flink worker is not; readers of a local profile fall
+    back to the versioned store (counted as cache misses) or warm the cache with the preloader."""
+    return not config.online_cache.startswith("memory://")
 
 
 def _compile(

@@ -23,7 +23,10 @@ One process opens a directory once: LMDB forbids opening the same environment tw
 process (closing one copy would drop the other's locks), yet one process often holds several
 stores on one path (the ingestion job's sink functions, one per window group, and the driver,
 all in one interpreter on a local Flink). So environments are shared per path and reference
-counted (:class:`_Environments`); ``close`` releases this store's reference.
+counted (:class:`_Environments`); ``close`` releases this store's reference. Threads of one
+process take a Python lock per environment before LMDB's write lock: py-lmdb waits for LMDB's
+write lock in ``open_db`` while holding the GIL, so two threads writing at once (the sink functions
+run as threads of one process on a local Flink) would otherwise deadlock.
 
 URI options: ``embedded:///path?map_gb=64&sync=false``. ``sync=false`` (the default) leaves
 flushing to the OS: a killed process loses nothing, a power cut may lose the last batches, which
@@ -86,15 +89,18 @@ class _Environments:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, tuple[Any, int]] = {}
+        self._write_locks: dict[int, threading.RLock] = {}
 
-    def acquire(self, lmdb: Any, path: Path, *, map_gb: int, sync: bool) -> Any:
+    def acquire(self, lmdb: Any, path: Path, *, map_gb: int, sync: bool) -> tuple[Any, threading.RLock]:
+        """The environment of ``path`` and the lock its writers take first."""
         key = str(path.resolve())
         with self._lock:
             env, count = self._open.get(key, (None, 0))
             if env is None:
                 env = lmdb.open(key, map_size=map_gb << 30, max_dbs=4096, sync=sync, metasync=sync, readahead=False)
+                self._write_locks[id(env)] = threading.RLock()
             self._open[key] = (env, count + 1)
-            return env
+            return env, self._write_locks[id(env)]
 
     def release(self, env: Any) -> None:
         with self._lock:
@@ -104,6 +110,7 @@ class _Environments:
                         self._open[key] = (env, count - 1)
                     else:
                         del self._open[key]
+                        del self._write_locks[id(env)]
                         env.close()
                     return
 
@@ -121,11 +128,12 @@ class EmbeddedStore(CellStore):
         self.uri = f"embedded://{self.path}"
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._env = _ENVIRONMENTS.acquire(lmdb, self.path, map_gb=map_gb, sync=sync)
+            self._env, self._writing = _ENVIRONMENTS.acquire(lmdb, self.path, map_gb=map_gb, sync=sync)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the embedded store at {self.path}: {exc}") from None
         self._lmdb = lmdb
-        self._schema_db = self._env.open_db(_SCHEMAS)
+        with self._writing:
+            self._schema_db = self._env.open_db(_SCHEMAS)
         self._dbs: dict[str, Any] = {}
 
     @classmethod
@@ -148,7 +156,8 @@ class EmbeddedStore(CellStore):
     def _db(self, table: str) -> Any:
         db = self._dbs.get(table)
         if db is None:
-            db = self._env.open_db(f"t:{table}".encode())
+            with self._writing:
+                db = self._env.open_db(f"t:{table}".encode())
             self._dbs[table] = db
         return db
 
@@ -159,7 +168,7 @@ class EmbeddedStore(CellStore):
 
     def _create_or_update(self, schema: TableSchema, existed: bool) -> None:
         self._db(schema.name)
-        with self._env.begin(write=True, db=self._schema_db) as txn:
+        with self._writing, self._env.begin(write=True, db=self._schema_db) as txn:
             txn.put(schema.name.encode(), schema_to_json(schema, cell_format=CELL_FORMAT).encode())
 
     def _write(self, schema: TableSchema, cells: Cells) -> None:
@@ -170,7 +179,7 @@ class EmbeddedStore(CellStore):
         ts_parts = [_TS.pack(t) for t in cells.ts]
         seqs = cells.seq
         try:
-            with self._env.begin(write=True, db=db) as txn:
+            with self._writing, self._env.begin(write=True, db=db) as txn:
                 get, put, unpack = txn.get, txn.put, _SEQ.unpack_from
                 for feature, column in cells.values.items():
                     fpart = _feature_part(feature)
@@ -253,7 +262,8 @@ class EmbeddedStore(CellStore):
 
     def _delete(self, schema: TableSchema, key: bytes) -> None:
         prefix = _key_prefix(key)
-        with self._env.begin(write=True, db=self._db(schema.name)) as txn:
+        db = self._db(schema.name)
+        with self._writing, self._env.begin(write=True, db=db) as txn:
             cursor = txn.cursor()
             ok = cursor.set_range(prefix)
             while ok and cursor.key().startswith(prefix):
@@ -265,7 +275,7 @@ class EmbeddedStore(CellStore):
         if not exists:
             return
         db = self._db(table)  # opened outside the write transaction: open_db starts its own
-        with self._env.begin(write=True) as txn:
+        with self._writing, self._env.begin(write=True) as txn:
             txn.drop(db, delete=True)
             txn.delete(table.encode(), db=self._schema_db)
         self._dbs.pop(table, None)

@@ -102,3 +102,31 @@ def test_stores_on_one_path_share_one_environment_in_a_process(tmp_path: Path) -
     suite._created.clear()
     with EmbeddedStore.from_uri(uri) as third:  # reopened after both closed: the data is there
         assert third.get_latest(schema.name, [1], ["clicks"])["clicks"].to_pylist() == [7]
+
+
+def test_threads_writing_new_tables_at_once_do_not_deadlock(tmp_path: Path) -> None:
+    """Sink functions write from threads of one process, each opening its tables lazily. A local
+    Flink backfill deadlocked in open_db before the store took its own lock; this test has not
+    reproduced that hang without the lock on this machine, but it pins that concurrent writers
+    through one environment finish and see their own writes."""
+    import threading
+
+    uri = f"embedded://{tmp_path}/threads"
+    with EmbeddedStore.from_uri(uri) as setup:  # tables made elsewhere: each writer opens them lazily
+        schemas = [suite.new_table(setup, ttl_ms=None) for _ in range(4)]
+    stores = [EmbeddedStore.from_uri(uri) for _ in range(4)]
+
+    def write(i: int) -> None:
+        for n in range(200):
+            suite.put(stores[i], schemas[i], suite.v(n % 30, suite.T0 + n, 1, clicks=n % 30))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "writers deadlocked"
+    for store, schema in zip(stores, schemas, strict=True):
+        assert store.get_latest(schema.name, [29], ["clicks"])["clicks"].to_pylist() == [29]
+        store.close()
+    suite._created.clear()

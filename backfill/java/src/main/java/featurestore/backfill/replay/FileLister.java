@@ -29,9 +29,27 @@ final class FileLister {
 
     private FileLister() {}
 
+    /**
+     * One Hadoop configuration per class loader (this one), built on first use: building one parses
+     * Hadoop's default XML resources, which costs milliseconds, and a replay opens every history
+     * file through it (hundreds of files per source, one source per window of a plan). It is only
+     * read after construction.
+     */
+    private static volatile Configuration sharedConf;
+
     static Configuration hadoopConf() {
-        Configuration conf = new Configuration();
-        conf.setClassLoader(FileLister.class.getClassLoader());
+        Configuration conf = sharedConf;
+        if (conf == null) {
+            synchronized (FileLister.class) {
+                conf = sharedConf;
+                if (conf == null) {
+                    conf = new Configuration();
+                    conf.setClassLoader(FileLister.class.getClassLoader());
+                    conf.size(); // load the resources now, under the lock, not lazily on a reader's first get()
+                    sharedConf = conf;
+                }
+            }
+        }
         return conf;
     }
 

@@ -1,0 +1,38 @@
+"""The ingestion job's Flink options and how a failed job is reported (no JVM)."""
+
+from __future__ import annotations
+
+from featurestore.config import FlinkConfig
+from ingestion.job import WriteRange, flink_options, job_failure
+
+
+def test_a_failing_job_gives_up_after_the_configured_restarts() -> None:
+    options = flink_options(FlinkConfig(restart_attempts=2, restart_delay="3s", checkpoint_dir="/tmp/checkpoints"))
+    assert options["restart-strategy.type"] == "fixed-delay"
+    assert options["restart-strategy.fixed-delay.attempts"] == "2"
+    assert options["restart-strategy.fixed-delay.delay"] == "3000 ms"
+
+
+def test_a_failed_job_reads_as_its_innermost_cause() -> None:
+    trace = "\n".join(
+        [
+            "py4j.protocol.Py4JJavaError: An error occurred while calling o12.await.",
+            ": java.util.concurrent.ExecutionException: org.apache.flink.table.api.TableException: Failed to wait",
+            "Caused by: org.apache.flink.runtime.JobException: Recovery is suppressed by FixedDelayRestartBackoff",
+            "  File \"/work/main/ingestion/store_sink.py\", line 87, in eval",
+            "featurestore.errors.StoreError: hbase Thrift2 at 127.0.0.1:9091 refused the request: TIOError: x",
+            "\tat org.apache.beam.runners.fnexecution.control.FnApiControlClient",
+        ]
+    )
+    error = job_failure(RuntimeError(trace))
+    cause = "StoreError: hbase Thrift2 at 127.0.0.1:9091 refused the request: TIOError: x"
+    assert error.message == f"the Flink job failed: {cause}"
+    replay = job_failure(RuntimeError("Caused by: java.io.IOException: hdfs-replay: file 3 row 7: null key"))
+    assert replay.message == "the Flink job failed: hdfs-replay: file 3 row 7: null key"
+    assert job_failure(RuntimeError("something odd")).message == "the Flink job failed: something odd"
+
+
+def test_write_ranges_become_sql() -> None:
+    assert WriteRange().where() == "TRUE"
+    assert WriteRange(5, None).where() == "`version_ms` >= 5"
+    assert WriteRange(5, 9).where() == "`version_ms` >= 5 AND `version_ms` < 9"
