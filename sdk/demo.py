@@ -1,20 +1,22 @@
 """`featurestore demo`: the product end to end on the `local` profile, with no servers.
 
 It generates synthetic CTR logs, lands them as history files in the sources' batch layouts,
-registers examples/ctr, computes every feature version, writes them to the versioned store, the
-online cache and the Iceberg offline log, builds labelled samples, exports a point-in-time
-training set, trains a logistic regression on it and on a deliberately leaky export (latest
-values instead of as-of), and serves online lookups. Every number printed comes from the run.
+registers examples/ctr, backfills every feature table through Flink (the compiled plan on the
+ordered replay of the history, written to the versioned store and the Iceberg offline log by the
+ingestion job's sink), builds labelled samples, exports a point-in-time training set, trains a
+logistic regression on it and on a deliberately leaky export (features read one label window
+late), and serves online lookups through the SDK. Every number printed comes from the run.
 
-Feature versions are computed by the reference engine (`registry.reference`, DuckDB) until the
-Flink plan lands; the steps that need Flink say so instead of pretending.
+Samples are labelled by the reference engine (`registry.reference`): real-time samples from
+Flink are not built yet (issue 6).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +26,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from backfill.run import BackfillProgress, plan_backfill, run_backfill
 from featurestore import eventlog
 from featurestore.config import ProfileConfig, load_config
 from featurestore.datagen import CtrLogSpec, generate
 from featurestore.offline.log import OfflineLog
 from featurestore.pit.engine import ExportOptions, export, get_historical_features
 from featurestore.pit.sources import FeatureSource
-from featurestore.storage.online import open_online_cache
 from featurestore.storage.versioned import open_versioned_store
 from featurestore.time_semantics import from_millis
 from registry import reference
 from registry.models import Definitions
 from registry.rules import split_ref
 from registry.store import Registry
+from sdk.store import FeatureStore
 
 EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "ctr"
 DAY_MS = 86_400_000
@@ -62,6 +66,25 @@ def _step(console: Console, report: DemoReport, title: str) -> Iterator[list[str
     for note in notes:
         console.print(f"  {note}")
     console.print(f"  [dim]{seconds:.1f} s[/dim]")
+
+
+@contextmanager
+def _flink_progress(console: Console) -> Iterator[Callable[[BackfillProgress], None]]:
+    """A progress bar for a backfill: event-time position, versions written, ETA."""
+    with Progress(
+        TextColumn("    [bold]flink"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("backfill", total=1.0, detail="starting the job")
+
+        def show(progress: BackfillProgress) -> None:
+            if progress.position_ms is None:
+                bar.update(task, detail=f"warming up windows, {progress.versions:,} versions")
+            else:
+                at = from_millis(progress.position_ms).strftime("%Y-%m-%d %H:%M")
+                bar.update(task, completed=progress.fraction or 0.0, detail=f"at {at}, {progress.versions:,} versions")
+
+        yield show
 
 
 def _auc(labels: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> float:
@@ -143,33 +166,27 @@ def run_demo(
         notes.append(f"read back {sum(t.num_rows for t in history.values()):,} events from the files")
 
     store = open_versioned_store(config.versioned_store)
-    online = open_online_cache(config.online_cache)
     offline = OfflineLog(config.offline_log)
     schemas = definitions.table_schemas()
     offline_tables = {}
-    with _step(console, report, "4. Compute feature versions from history (reference engine)") as notes:
+    with _step(console, report, "4. Backfill every feature table from history through Flink") as notes:
+        start = spec.start
+        backfill = plan_backfill(definitions, None, start, start + dt.timedelta(days=days))
         notes.append(
-            "[yellow]the Flink streaming plan and the HDFS replay backfill are not built yet (issues 4, 6, 7):"
-            " versions come from registry.reference (DuckDB), the oracle the Flink plan will be tested against"
+            f"the compiled plan of {len(backfill.tables)} tables on the replay of their history (hdfs-replay source, "
+            f"{config.history}), one Flink job on a local MiniCluster"
         )
-        cells = 0
-        for table in definitions.feature_tables:
-            schema = schemas[table.name]
-            store.ensure_table(schema)
-            online.ensure_table(schema)
-            offline_tables[table.name] = offline.ensure_table(schema)
-            versions = 0
-            for group in reference.feature_versions(definitions, table.name, history[table.source]):
-                batch = group.versions  # only this group's features: a batch writes the columns it has
-                cells += store.put(table.name, batch)
-                online.write(table.name, batch)
-                offline_tables[table.name].append(batch)
-                versions += batch.num_rows
-            notes.append(f"{table.name}: {versions:,} versions")
-        report.figures["cells_written"] = cells
+        with _flink_progress(console) as show:
+            result = run_backfill(config, definitions, backfill, on_progress=show)
+        report.figures["versions_written"] = result.versions
+        report.figures["backfill_events_per_s"] = round(sum(t.num_rows for t in history.values()) / result.seconds)
+        for table in definitions.feature_tables:  # loaded after the job: the snapshots it committed
+            offline_tables[table.name] = offline.table(schemas[table.name])
+        for name, versions in sorted(result.versions_by_table.items()):
+            notes.append(f"{name}: {versions:,} versions")
         notes.append(
-            f"{cells:,} cells in the versioned store ({config.versioned_store}), latest in the online cache,"
-            f" every version in the Iceberg log ({config.offline_log.warehouse})"
+            f"{result.versions:,} versions in {result.seconds:.1f}s into the versioned store "
+            f"({config.versioned_store}) and the Iceberg log ({config.offline_log.warehouse})"
         )
 
     sample_table = definitions.sample_tables[0]
@@ -237,29 +254,41 @@ def run_demo(
         )
         notes.append(f"AUC with the leaky export:         [bold red]{results['leaky']:.4f}[/] ({leaky_note})")
 
-    with _step(console, report, "9. Serve online lookups") as notes:
-        table_name = "user_click_features"
+    with _step(console, report, "9. Serve online lookups through the SDK") as notes:
+        refs = ["user_click_features:user_clicks_1d", "user_click_features:user_clicks_30d"]
         top_users = pc.value_counts(history["clicks"]["user_id"]).to_pylist()
         users = [row["values"] for row in sorted(top_users, key=lambda r: -r["counts"])[:3]]
         end_ms = int(pc.max(samples["ts"]).as_py())
-        latest = online.get(table_name, users, ["user_clicks_1d", "user_clicks_30d"], now_ms=end_ms)
-        for row in latest.to_pylist():
+        with FeatureStore(repo, "local") as fs:
+            latest = fs.online.get(refs, users, now_ms=end_ms)  # TTL against the log's last day
+            cold = fs.online.stats()
             notes.append(
-                f"latest  {row['user_id']}: user_clicks_1d={row['user_clicks_1d']} "
-                f"user_clicks_30d={row['user_clicks_30d']}"
+                f"cold: {cold.lookups} lookups, {cold.store_reads} answered by the versioned store after an "
+                f"online-cache miss (counted, never silent: the local profile's cache is this process's memory)"
             )
-        mine = pit.filter(pc.equal(pit["user_id"], users[0]))
-        # the versioned store keeps the newest `online_versions` per key: ask about a recent sample
-        sample = mine.slice(mine.num_rows - 1, 1).to_pylist()[0]
-        as_of = store.get_as_of(table_name, [users[0]], sample["ts"], ["user_clicks_1d"])
-        notes.append(
-            f"as_of {from_millis(sample['ts']).isoformat()} for {users[0]}: user_clicks_1d="
-            f"{as_of['user_clicks_1d'][0].as_py()} (the export row says {sample['user_clicks_1d']})"
-        )
-        report.figures["as_of_matches_export"] = as_of["user_clicks_1d"][0].as_py() == sample["user_clicks_1d"]
+            fs.online.refresh(refs, users, hold_s=60.0)  # what the hot-key preloader does on its schedule
+            fs.online.reset_stats()
+            fs.online.get(refs, users, now_ms=end_ms)
+            warm = fs.online.stats()
+            notes.append(
+                f"after warming the hot keys: {warm.local_hits} of {warm.lookups} lookups from the in-process cache"
+            )
+            for row in latest.to_dicts():
+                notes.append(
+                    f"latest  {row['user_id']}: user_clicks_1d={row['user_clicks_1d']} "
+                    f"user_clicks_30d={row['user_clicks_30d']}"
+                )
+            mine = pit.filter(pc.equal(pit["user_id"], users[0]))
+            # the versioned store keeps the newest `online_versions` per key: ask about a recent sample
+            sample = mine.slice(mine.num_rows - 1, 1).to_pylist()[0]
+            as_of = fs.online.get_one(refs[:1], users[0], as_of=sample["ts"])
+            notes.append(
+                f"as_of {from_millis(sample['ts']).isoformat()} for {users[0]}: user_clicks_1d="
+                f"{as_of['user_clicks_1d']} (the export row says {sample['user_clicks_1d']})"
+            )
+            report.figures["as_of_matches_export"] = as_of["user_clicks_1d"] == sample["user_clicks_1d"]
 
     store.close()
-    online.close()
     _summary(console, report)
     return report
 
