@@ -29,7 +29,7 @@ from registry.compiler import CompiledPlan, Handover, compile_table, history_rep
 from registry.flink_sql import q
 from registry.models import Definitions
 
-from ingestion.runner import table_environment
+from ingestion.runner import execute_inserts, table_environment
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def submit(
         )
     options = {**flink_options(config.flink), **(extra_options or {})}
     env = table_environment(jars, config.flink.parallelism, options)
-    statements = env.create_statement_set()
+    inserts: list[str] = []
     if handover_ms is not None:
         if history is not None:
             raise ConfigError("a hand-over is a live job: give handover_ms or history, not both")
@@ -209,11 +209,11 @@ def submit(
             env.create_temporary_function(function, write_udf(spec))
             env.execute_sql(f"CREATE TEMPORARY TABLE {q(sink)} (n BIGINT) WITH ('connector' = 'blackhole')")
             arguments = ", ".join(q(c) for c in columns)
-            statements.add_insert_sql(
+            inserts.append(
                 f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n) WHERE {where}"
             )
         plans.append(plan)
-    return IngestJob(plans, statements.execute())
+    return IngestJob(plans, execute_inserts(env, inserts))
 
 
 def _reachable(config: ProfileConfig) -> bool:

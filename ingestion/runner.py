@@ -55,6 +55,18 @@ def table_environment(jars: Sequence[str] | None, parallelism: int, options: Map
     return env
 
 
+def execute_inserts(env: Any, inserts: Sequence[str]) -> Any:
+    """Submit ``inserts`` as one job in ONE gateway call (``EXECUTE STATEMENT SET``), returning
+    Flink's TableResult.
+
+    Not ``create_statement_set()`` + ``add_insert_sql`` + ``execute()``: those are separate calls
+    that py4j may serve on different JVM threads, and a job built that way failed now and then in
+    Calcite with ``NullPointerException: metadataHandlerProvider`` (Calcite keeps its metadata
+    provider in a thread-local). One call parses, optimises and submits on one JVM thread."""
+    body = ";\n".join(inserts)
+    return env.execute_sql(f"EXECUTE STATEMENT SET\nBEGIN\n{body};\nEND")
+
+
 def read_group(group: GroupPlan) -> pa.Table:
     """The versions Flink wrote for one group, as an Arrow table of the group's storage schema."""
     if group.sink_directory is None:
@@ -82,14 +94,13 @@ def run_plans(
     :func:`featurestore.services.manager.flink_jars`). ``options``: more Flink configuration.
     """
     env = table_environment(jars, parallelism, options or {})
-    statements = env.create_statement_set()
+    inserts: list[str] = []
     for plan in plans:
         for ddl in plan.statements():
             env.execute_sql(ddl)
-        for insert in plan.inserts():
-            statements.add_insert_sql(insert)
+        inserts += plan.inserts()
     started = time.perf_counter()
-    statements.execute().wait()
+    execute_inserts(env, inserts).wait()
     seconds = time.perf_counter() - started
     versions = {plan.table: {g.name: read_group(g) for g in plan.groups} for plan in plans}
     return RunResult(versions, seconds)

@@ -98,14 +98,17 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
         return pd.Series([1] * len(columns[0]), dtype="int64")
 
     def close(self) -> None:
-        if self._offline is not None:
-            _APPENDERS.release(self._offline)  # the last group of the table flushes and commits
-            self._offline = None
-        if self._progress is not None:
-            self._progress.flush()
-        for store in (self._store, self._online):
-            if store is not None:
-                store.close()
+        try:
+            if self._offline is not None:
+                offline, self._offline = self._offline, None
+                _APPENDERS.release(offline)  # the last group of the table flushes and commits
+        finally:
+            if self._progress is not None:
+                self._progress.flush()
+            for store in (self._store, self._online):
+                if store is not None:
+                    store.close()
+            self._store = self._online = None
 
 
 class _Appenders:

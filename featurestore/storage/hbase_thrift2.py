@@ -20,6 +20,7 @@ all Thrift's wire format depends on.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import threading
@@ -226,6 +227,12 @@ class _Connection:
 
     def close(self) -> None:
         self._transport.close()
+
+    def __del__(self) -> None:
+        # A store dropped without close(): PyFlink may discard a sink function without calling its
+        # close() when a local job ends. Close the socket rather than leave it to the collector.
+        with contextlib.suppress(Exception):  # nothing to report to during collection
+            self._transport.close()
 
 
 class Thrift2Pool:
