@@ -7,9 +7,8 @@ group ``INSERT INTO <blackhole> SELECT <write UDF>(<group columns>) FROM (<group
 (:mod:`ingestion.store_sink`). Live and backfill jobs differ only in the source of the plan and
 in an optional :class:`WriteRange` (a backfill writes the versions of its days only; the weeks
 before them are replayed to warm the windows). Flink configuration comes from the profile's
-``flink`` section: local MiniCluster or a remote cluster, parallelism, Python worker processes,
-checkpoints (RocksDB state, at-least-once sinks), and the Arrow batch / bundle sizes of the
-Python hand-off.
+``flink`` section: local MiniCluster or a remote cluster, parallelism, checkpoints (RocksDB
+state, at-least-once sinks), restarts, and the Arrow batch / bundle sizes of the Python hand-off.
 """
 
 from __future__ import annotations
@@ -104,7 +103,7 @@ _CAUSE = re.compile(r"((?:featurestore\.errors\.)?[A-Za-z]+Error: .+|hdfs-replay
 
 def job_failure(exc: BaseException) -> TerminalError:
     """A failed Flink job as one sentence: the last error a sink or the replay source raised (the
-    innermost cause of Flink's trace), or the first line of the trace when none is recognised."""
+    innermost cause of Flink's trace), else the last error-like line, else the trace's last line."""
     lines = str(exc).splitlines()
     causes = [m.group(1).strip() for line in lines if (m := _CAUSE.search(line))]
     ours = [c for c in causes if c.startswith(("featurestore.errors.", "hdfs-replay:"))]

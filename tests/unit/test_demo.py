@@ -18,7 +18,7 @@ def test_demo_runs_every_step_on_the_local_profile(tmp_path: Path) -> None:
     export = tmp_path / "out" / "training" / "ctr_deepfm_v1.parquet"
     assert pq.read_metadata(export).num_rows > 0
     assert (tmp_path / "out" / "training" / "ctr_deepfm_v1.parquet.manifest.json").exists()
-    assert report.figures["cells_written"] > 0
+    assert report.figures["versions_written"] > 0
     assert 0.5 < report.figures["auc_point_in_time"] < report.figures["auc_leaky"]
     assert report.figures["as_of_matches_export"] is True
 
