@@ -22,7 +22,6 @@ point-in-time engine). Hand-over to live ingestion: docs/backfill.md.
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +31,7 @@ from featurestore.config import ProfileConfig
 from featurestore.errors import ValidationError
 from featurestore.time_semantics import to_millis
 from ingestion.job import History, WriteRange, submit, tables_with_binding
-from ingestion.progress import Progress, read_progress
+from ingestion.progress import Progress
 from registry.compiler import group_name
 from registry.models import Definitions
 
@@ -124,44 +123,42 @@ def run_backfill(
     extra_options: dict[str, str] | None = None,
 ) -> BackfillResult:
     """Run ``plan`` as one Flink job to its end, calling ``on_progress`` every ``poll_s`` seconds."""
-    with tempfile.TemporaryDirectory(prefix="featurestore-backfill-") as progress_dir:
-        started = time.perf_counter()
-        job = submit(
-            config,
-            definitions,
-            plan.tables,
-            history=History(plan.replay_from_ms, plan.end_ms, partitions),
-            write_range=WriteRange(plan.start_ms, plan.end_ms),
-            extra_options=extra_options,
-            progress_dir=progress_dir,
-        )
+    started = time.perf_counter()
+    job = submit(
+        config,
+        definitions,
+        plan.tables,
+        history=History(plan.replay_from_ms, plan.end_ms, partitions),
+        write_range=WriteRange(plan.start_ms, plan.end_ms),
+        extra_options=extra_options,
+    )
 
-        def snapshot() -> tuple[BackfillProgress, Progress]:
-            progress = read_progress(progress_dir)
-            elapsed = time.perf_counter() - started
-            return BackfillProgress(plan, elapsed, progress.total_rows, progress.position_ms(plan.groups)), progress
+    def report(progress: Progress) -> BackfillProgress:
+        elapsed = time.perf_counter() - started
+        return BackfillProgress(plan, elapsed, progress.total_rows, progress.position_ms(plan.groups))
 
-        failure: list[BaseException] = []
-        done = threading.Event()
+    failure: list[BaseException] = []
+    final: list[Progress] = []
+    done = threading.Event()
 
-        def wait() -> None:
-            try:
-                job.wait()
-            except BaseException as exc:  # re-raised in the caller's thread
-                failure.append(exc)
-            finally:
-                done.set()
+    def wait() -> None:
+        try:
+            final.append(job.wait())  # the job has ended and its sinks have committed
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
 
-        threading.Thread(target=wait, name="backfill-wait", daemon=True).start()
-        while not done.wait(poll_s):
-            if on_progress is not None:
-                on_progress(snapshot()[0])
-        if failure:
-            raise failure[0]
-        final, progress = snapshot()
+    threading.Thread(target=wait, name="backfill-wait", daemon=True).start()
+    while not done.wait(poll_s):
         if on_progress is not None:
-            on_progress(final)
-        by_table: dict[str, int] = {}
-        for (table, _), rows in progress.rows.items():
-            by_table[table] = by_table.get(table, 0) + rows
-        return BackfillResult(plan, time.perf_counter() - started, final.versions, by_table)
+            on_progress(report(job.progress()))
+    if failure:
+        raise failure[0]
+    last = report(final[0])
+    if on_progress is not None:
+        on_progress(last)
+    by_table: dict[str, int] = {}
+    for (table, _), rows in final[0].rows.items():
+        by_table[table] = by_table.get(table, 0) + rows
+    return BackfillResult(plan, time.perf_counter() - started, last.versions, by_table)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,11 @@ from registry.compiler import CompiledPlan, Handover, compile_table, history_rep
 from registry.flink_sql import q
 from registry.models import Definitions
 
+from ingestion.progress import Progress, read_progress, remove, wait_closed
 from ingestion.runner import execute_inserts, table_environment
+
+# How long a finished job's sink functions may take to close (commit their last offline batch).
+CLOSE_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -75,27 +80,44 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
 
 @dataclass
 class IngestJob:
-    """A submitted ingestion job: its plans and Flink's TableResult (``wait()`` for bounded runs)."""
+    """A submitted ingestion job: its plans, Flink's TableResult (``wait()`` for bounded runs) and
+    the directory its sinks report their progress to (:mod:`ingestion.progress`)."""
 
     plans: list[CompiledPlan]
     result: Any
+    progress_dir: str
+    owns_progress_dir: bool = False  # made by submit(), removed once the job has ended
 
     @property
     def job_id(self) -> str:
         client = self.result.get_job_client()
         return str(client.get_job_id()) if client is not None else ""
 
-    def wait(self) -> None:
-        """Wait for a bounded job to end; a failed job raises :class:`TerminalError` with its cause."""
+    def progress(self) -> Progress:
+        """What the sinks have written so far."""
+        return read_progress(self.progress_dir)
+
+    def wait(self, close_timeout_s: float = CLOSE_TIMEOUT_S) -> Progress:
+        """Wait for a bounded job to end and its sinks to close (everything they wrote committed);
+        the final progress. A failed job raises :class:`TerminalError` with its cause."""
         try:
             self.result.wait()
         except Exception as exc:  # Py4JJavaError: pages of Java and Python traces
+            self._done(0.0)
             raise job_failure(exc) from exc
+        return self._done(close_timeout_s)
 
     def cancel(self) -> None:
         client = self.result.get_job_client()
         if client is not None:
             client.cancel().result()
+        self._done(10.0)
+
+    def _done(self, close_timeout_s: float) -> Progress:
+        progress = wait_closed(self.progress_dir, close_timeout_s) if close_timeout_s else self.progress()
+        if self.owns_progress_dir:
+            remove(self.progress_dir)
+        return progress
 
 
 _CAUSE = re.compile(r"((?:featurestore\.errors\.)?[A-Za-z]+Error: .+|hdfs-replay: .+)")
@@ -164,7 +186,8 @@ def submit(
     Live (``history`` None): the Kafka binding; ``bounded`` stops at the offsets that are latest
     when the job starts (tests, catch-up runs). Backfill: the replay of ``history`` from the
     profile's history root. ``write_range`` keeps the versions the job writes to a time range.
-    ``progress_dir``: where the sinks report what they wrote (:mod:`ingestion.progress`).
+    ``progress_dir``: where the sinks report what they wrote (:mod:`ingestion.progress`); by
+    default a temporary directory the job removes when it ends.
     ``handover_ms`` (live only): continue a backfill that wrote versions up to this time: the
     windows are warmed from the profile's history before it, Kafka is read from it on, and only
     versions at or after it are written (:class:`registry.compiler.Handover`).
@@ -177,6 +200,8 @@ def submit(
             hint="use the cluster profile (featurestore services up) or set kafka.bootstrap_servers",
         )
     options = {**flink_options(config.flink), **(extra_options or {})}
+    owns_progress_dir = progress_dir is None
+    progress_dir = progress_dir or tempfile.mkdtemp(prefix="featurestore-job-")
     env = table_environment(jars, config.flink.parallelism, options)
     inserts: list[str] = []
     if handover_ms is not None:
@@ -212,7 +237,13 @@ def submit(
                 f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n) WHERE {where}"
             )
         plans.append(plan)
-    return IngestJob(plans, execute_inserts(env, inserts))
+    try:
+        result = execute_inserts(env, inserts)
+    except BaseException:
+        if owns_progress_dir:
+            remove(progress_dir)
+        raise
+    return IngestJob(plans, result, progress_dir, owns_progress_dir)
 
 
 def _reachable(config: ProfileConfig) -> bool:

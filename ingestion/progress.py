@@ -2,22 +2,33 @@
 
 PyFlink offers a Python job no metrics it can read while the job runs, and the sink functions
 may run in other processes (Python worker processes, TaskManagers). So each sink function
-instance writes, at most once a second and when it closes, ``<dir>/<table>.<group>.<pid>.<id>.json``
-with the rows it wrote and the newest version time it saw; the driver sums them
-(:func:`read_progress`). Files are replaced atomically (write, then rename), so a reader never sees
-half a file. Nothing here imports PyFlink.
+instance writes ``<dir>/<table>.<group>.<pid>.<id>.json`` when it opens, at most once a second
+while it writes, and when it closes (marked ``closed``): the rows it wrote and the newest version
+time it saw. The driver sums them (:func:`read_progress`). Files are replaced atomically (write,
+then rename), so a reader never sees half a file.
+
+The ``closed`` mark matters beyond progress: Flink may report a bounded job FINISHED before its
+Python workers have run their functions' ``close()`` (in a local MiniCluster the workers are
+threads of the driver, stopped asynchronously), and ``close()`` is where a sink commits its last
+offline batch. :func:`wait_closed` lets the driver wait for that. The driver creates the
+directory and removes it; a writer whose directory is gone (a worker outliving its driver, a
+TaskManager on another machine) reports nothing. Nothing here imports PyFlink.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 WRITE_EVERY_S = 1.0
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,13 +40,14 @@ class ProgressWriter:
     group: str
     rows: int = 0
     newest_ms: int | None = None
+    closed: bool = False
     _path: Path = field(init=False)
     _last_write: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
-        Path(self.directory).mkdir(parents=True, exist_ok=True)
         name = f"{self.table}.{self.group}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json"
         self._path = Path(self.directory) / name
+        self.flush()  # the driver sees this instance from its start, so it can wait for its close
 
     def add(self, rows: int, newest_ms: int | None) -> None:
         self.rows += rows
@@ -46,10 +58,23 @@ class ProgressWriter:
 
     def flush(self) -> None:
         self._last_write = time.monotonic()
-        record = {"table": self.table, "group": self.group, "rows": self.rows, "newest_ms": self.newest_ms}
+        record = {
+            "table": self.table,
+            "group": self.group,
+            "rows": self.rows,
+            "newest_ms": self.newest_ms,
+            "closed": self.closed,
+        }
         temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record))
-        temporary.replace(self._path)
+        try:
+            temporary.write_text(json.dumps(record))
+            temporary.replace(self._path)
+        except FileNotFoundError:
+            pass  # the driver is gone or on another machine: nobody to report to
+
+    def close(self) -> None:
+        self.closed = True
+        self.flush()
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,7 @@ class Progress:
 
     rows: dict[tuple[str, str], int]
     newest_ms: dict[tuple[str, str], int]
+    open_sinks: tuple[str, ...] = ()  # "table.group" of each instance that has not closed yet
 
     @property
     def total_rows(self) -> int:
@@ -75,6 +101,7 @@ class Progress:
 def read_progress(directory: str | os.PathLike[str]) -> Progress:
     rows: dict[tuple[str, str], int] = {}
     newest: dict[tuple[str, str], int] = {}
+    open_sinks: list[str] = []
     root = Path(directory)
     if root.is_dir():
         for path in root.glob("*.json"):
@@ -86,4 +113,34 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
             rows[key] = rows.get(key, 0) + int(record["rows"])
             if record.get("newest_ms") is not None:
                 newest[key] = max(newest.get(key, int(record["newest_ms"])), int(record["newest_ms"]))
-    return Progress(rows, newest)
+            if not record.get("closed", False):
+                open_sinks.append(".".join(key))
+    return Progress(rows, newest, tuple(sorted(open_sinks)))
+
+
+def wait_closed(directory: str | os.PathLike[str], timeout_s: float, poll_s: float = 0.1) -> Progress:
+    """The progress once every sink function that reported has closed (its writes committed), or
+    after ``timeout_s`` with a warning naming those still open (a worker killed without closing)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        progress = read_progress(directory)
+        if not progress.open_sinks:
+            return progress
+        if time.monotonic() >= deadline:
+            logger.warning(
+                "the job ended but %d sink function(s) did not close within %.0f s: %s",
+                len(progress.open_sinks),
+                timeout_s,
+                ", ".join(progress.open_sinks),
+            )
+            return progress
+        time.sleep(poll_s)
+
+
+def remove(directory: str | os.PathLike[str]) -> None:
+    """Remove a progress directory, even while a late writer renames a file into it."""
+    for _ in range(20):
+        shutil.rmtree(directory, ignore_errors=True)
+        if not os.path.exists(directory):
+            return
+        time.sleep(0.05)

@@ -104,7 +104,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
                 _APPENDERS.release(offline)  # the last group of the table flushes and commits
         finally:
             if self._progress is not None:
-                self._progress.flush()
+                self._progress.close()
             for store in (self._store, self._online):
                 if store is not None:
                     store.close()
