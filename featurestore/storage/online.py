@@ -21,6 +21,11 @@ Semantics:
   exactly when the status is ``present``.
 * :class:`CachedOnlineStore` puts a small in-process TTL cache in front of any backend, with
   hit/miss counters; its staleness bound is its ``ttl_s`` for writes made by other processes.
+
+Reads are column-wise: a backend returns the cells it found as :class:`CellColumns` (numpy arrays
+over one buffer of encoded values; Redis builds them without a Python object per cell, see
+``redis_cache``), and :func:`cells_to_result` applies the TTL and decodes each value type in one
+call (:data:`_DECODERS`; value by value with ``types.decode_value`` for the types they lack).
 """
 
 from __future__ import annotations
@@ -29,19 +34,20 @@ import abc
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
-from featurestore.errors import ConfigError, NotFoundError
+from featurestore.errors import ConfigError, NotFoundError, StoreError
 from featurestore.schema import TableSchema
 from featurestore.storage.batches import (
-    Cell,
     KeysInput,
-    build_result,
+    _result_schema,
     check_batch,
     check_features,
     encode_cells,
@@ -51,6 +57,7 @@ from featurestore.storage.batches import (
     rows_with_newest_cells,
 )
 from featurestore.time_semantics import to_millis
+from featurestore.types import ValueType, arrow_type, decode_value
 
 PRESENT = "present"
 MISSING = "missing"
@@ -59,6 +66,229 @@ EXPIRED = "expired"
 # A stored cell: (version_ms, seq, encoded value or None for an explicit null).
 Stored: TypeAlias = tuple[int, int, bytes | None]
 Updates: TypeAlias = dict[tuple[bytes, str], Stored]
+Bools: TypeAlias = npt.NDArray[np.bool_]
+Ints: TypeAlias = npt.NDArray[np.int64]
+Bytes: TypeAlias = npt.NDArray[np.uint8]
+_NONE: Stored = (0, 0, None)  # what CellColumns.from_rows reads for a missing cell
+
+
+@dataclass(frozen=True)
+class CellColumns:
+    """The cells a read of ``keys`` keys x m features found, feature-major: cell ``j * keys + i``
+    is feature j of key i; one entry per cell in each array but ``data``.
+
+    ``found``: a version is stored; ``ts``: its version_ms (0 where not found); ``has_value``: found
+    and not an explicit null; the encoded value (``types.encode_value``) is
+    ``data[start:start + length]`` where ``has_value`` (``data`` may hold other bytes too).
+    """
+
+    keys: int
+    found: Bools
+    ts: Ints
+    has_value: Bools
+    start: Ints
+    length: Ints
+    data: Bytes
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict[str, Stored]], features: Sequence[str]) -> CellColumns:
+        """From ``_read_raw`` rows (one dict per key): a Python step per cell, for the backends
+        that hold Python objects anyway (memory, the in-process front)."""
+        cells = [row.get(name, _NONE) for name in features for row in rows]
+        ts, _, values = zip(*cells, strict=True) if cells else ((), (), ())
+        found = np.array([c is not _NONE for c in cells], np.bool_)
+        has_value = np.array([v is not None for v in values], np.bool_)
+        length = np.array([0 if v is None else len(v) for v in values], np.int64)
+        data = np.frombuffer(b"".join([v for v in values if v is not None]), np.uint8)
+        return cls(len(rows), found, np.array(ts, np.int64), has_value, np.cumsum(length) - length, length, data)
+
+    def reorder(self, order: Sequence[int]) -> CellColumns:
+        """The cells of the features at positions ``order`` (a repeat is a copy), in that order."""
+        def pick(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return a.reshape(-1, self.keys)[list(order)].ravel() if self.keys else a[:0]
+
+        return CellColumns(self.keys, pick(self.found), pick(self.ts), pick(self.has_value), pick(self.start),
+                           pick(self.length), self.data)
+
+
+# The statuses have one length, so a column of them is a gather of fixed-width rows (and
+# offsets every 7 bytes): cheaper than an Arrow take for a column of one or a few keys.
+_PRESENT, _MISSING, _EXPIRED = 0, 1, 2  # rows of _STATUS
+_STATUS = np.frombuffer((PRESENT + MISSING + EXPIRED).encode(), np.uint8).reshape(3, len(PRESENT))
+
+
+def _status_column(found: Bools, present: Bools, every: bool) -> pa.Array:
+    """The status of each cell; ``every``: all are present."""
+    width = _STATUS.shape[1]
+    offsets = np.arange(0, width * (len(found) + 1), width, dtype=np.int32)
+    if every:
+        data = np.frombuffer(PRESENT.encode() * len(found), np.uint8)
+    else:
+        codes = (~found).view(np.int8) * _MISSING + (found & ~present).view(np.int8) * _EXPIRED
+        data = np.take(_STATUS, codes, axis=0)
+    return pa.Array.from_buffers(pa.string(), len(found), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _bad_cell(what: str) -> StoreError:
+    return StoreError(
+        f"the online cache holds a value that is not a valid {what}",
+        hint="the cell was not written by this store's codecs (types.encode_value); delete the key and rewrite it",
+    )
+
+
+# A column decoder: (data, start, length, valid) -> the values (null where not valid).
+Decoder: TypeAlias = Callable[[Bytes, Ints, Ints, Bools], pa.Array]
+
+
+def _fixed_width(dtype: str, arrow: pa.DataType, what: str) -> Decoder:
+    """``struct.unpack(">q"/">d")`` of every value: one numpy gather of the values' bytes."""
+    width = np.dtype(dtype).itemsize
+    native = np.dtype(dtype).newbyteorder("=")
+
+    def decode(data: Bytes, start: Ints, length: Ints, valid: Bools) -> pa.Array:
+        every = bool(valid.all())
+        if every:
+            first, lengths = start, length
+        else:
+            first, lengths = start[valid], length[valid]
+        if np.any(lengths != width):
+            raise _bad_cell(what)
+        numbers = data[first[:, None] + np.arange(width)].view(dtype).ravel().astype(native)
+        if every:
+            return pa.array(numbers, arrow)
+        out = np.zeros(len(valid), native)
+        out[valid] = numbers
+        return pa.array(out, arrow, mask=~valid)
+
+    return decode
+
+
+def _bools(data: Bytes, start: Ints, length: Ints, valid: Bools) -> pa.Array:
+    """``b == b"\\x01"`` of every value."""
+    one = valid & (length == 1)
+    out = np.zeros(len(valid), np.bool_)
+    out[one] = data[start[one]] == 1
+    return pa.array(out, pa.bool_(), mask=~valid)
+
+
+def _binary(arrow: pa.DataType) -> Decoder:
+    """The values' bytes as they are (``bytes``), or checked as utf-8 (``b.decode()``, as strictly)."""
+
+    def decode(data: Bytes, start: Ints, length: Ints, valid: Bools) -> pa.Array:
+        lengths = np.where(valid, length, 0)
+        offsets = np.zeros(len(valid) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        gather = np.repeat(start - offsets[:-1], lengths) + np.arange(offsets[-1])
+        validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+        wide = pa.large_binary() if arrow == pa.binary() else pa.large_string()
+        values = pa.Array.from_buffers(wide, len(valid), [validity, pa.py_buffer(offsets),
+                                                           pa.py_buffer(data[gather])])
+        try:
+            values.validate(full=True)
+            return values.cast(arrow)
+        except pa.ArrowInvalid:
+            raise _bad_cell("utf-8 string") from None
+
+    return decode
+
+
+def _one_by_one(dtype: ValueType) -> Decoder:
+    """``types.decode_value`` per value: for the types with no column-wise decoder."""
+
+    def decode(data: Bytes, start: Ints, length: Ints, valid: Bools) -> pa.Array:
+        values = [
+            decode_value(dtype, data[s : s + n].tobytes()) if ok else None
+            for s, n, ok in zip(start.tolist(), length.tolist(), valid.tolist(), strict=True)
+        ]
+        return pa.array(values, arrow_type(dtype))
+
+    return decode
+
+
+# The column-wise ``types.decode_value`` of the value types whose bytes are Arrow's own buffers
+# (the same values: tests/unit/test_online_columns.py checks it); the others go one by one.
+_DECODERS: dict[ValueType, Decoder] = {
+    ValueType.INT64: _fixed_width(">i8", pa.int64(), "int64 (8 bytes)"),
+    ValueType.DOUBLE: _fixed_width(">f8", pa.float64(), "double (8 bytes)"),
+    ValueType.BOOL: _bools,
+    ValueType.STRING: _binary(pa.string()),
+    ValueType.BYTES: _binary(pa.binary()),
+}
+
+
+def decoder(dtype: ValueType) -> Decoder:
+    return _DECODERS.get(dtype) or _one_by_one(dtype)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a read of some features of a table does per value type, whatever the keys."""
+
+    schema: TableSchema
+    groups: tuple[tuple[Decoder, Ints], ...]  # a type's decoder, the positions of its features
+    column: tuple[tuple[int, int], ...]  # per feature: its group, its rank in the group
+    result: pa.Schema
+
+
+_layouts: dict[tuple[int, tuple[str, ...]], _Layout] = {}
+
+
+def _layout(schema: TableSchema, features: tuple[str, ...]) -> _Layout:
+    """Cached per schema object (by id: hashing a schema costs more; a cached layout holds its
+    schema, so the id is not reused while it is cached) and features."""
+    found = _layouts.get((id(schema), features))
+    if found is not None and found.schema is schema:
+        return found
+    dtypes = {f.name: f.dtype for f in schema.features}
+    positions: dict[ValueType, list[int]] = {}
+    column = []
+    for j, name in enumerate(features):
+        same = positions.setdefault(dtypes[name], [])
+        column.append((list(positions).index(dtypes[name]), len(same)))
+        same.append(j)
+    groups = tuple((decoder(t), np.asarray(js, np.int64)) for t, js in positions.items())
+    layout = _Layout(schema, groups, tuple(column), _result_schema(schema, features, True))
+    if len(_layouts) >= 1024:
+        _layouts.clear()
+    _layouts[(id(schema), features)] = layout
+    return layout
+
+
+def cells_to_result(
+    schema: TableSchema, key_rows: Sequence[tuple[Any, ...]], features: Sequence[str], cells: CellColumns, now_ms: int
+) -> pa.Table:
+    """The read layout of ``batches.build_result`` with ``<feature>__status``: TTL applied at
+    ``now_ms`` (a version at ts is served iff ``ts > now - ttl``), each value type decoded in one
+    call, and every column a slice of one array per type (and one for times, one for statuses)."""
+    n = len(key_rows)
+    layout = _layout(schema, tuple(features))
+    present = cells.found
+    if schema.ttl_ms is not None:
+        present = present & (cells.ts > now_ms - schema.ttl_ms)
+    every = bool(present.all())
+    status = _status_column(cells.found, present, every)
+    times = pa.array(cells.ts, pa.int64(), mask=None if every else ~present)
+    shown = present & cells.has_value
+    typed = []
+    for decode, js in layout.groups:
+        if len(layout.groups) == 1:
+            typed.append(decode(cells.data, cells.start, cells.length, shown))
+            continue
+        cell = (js[:, None] * n + np.arange(n, dtype=np.int64)).ravel()
+        typed.append(decode(cells.data, cells.start[cell], cells.length[cell], shown[cell]))
+    arrays: list[pa.Array] = [
+        pa.array([row[i] for row in key_rows], type=arrow_type(key.dtype)) for i, key in enumerate(schema.keys)
+    ]
+    # all present, and (the usual case: one version row writes every feature) at the same times:
+    # one array serves every feature's status, and its times
+    shared = status.slice(0, n) if every else None
+    same = every and n > 0 and bool((cells.ts.reshape(-1, n) == cells.ts[:n]).all())
+    same_times = times.slice(0, n) if same else None
+    for j, (group, rank) in enumerate(layout.column):
+        state = status.slice(j * n, n) if shared is None else shared
+        at = times.slice(j * n, n) if same_times is None else same_times
+        arrays += (typed[group].slice(rank * n, n), at, state)
+    return pa.Table.from_arrays(arrays, schema=layout.result)
 
 
 @runtime_checkable
@@ -107,6 +337,11 @@ class OnlineBase(abc.ABC):
     @abc.abstractmethod
     def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]: ...
 
+    def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
+        """The cells of ``features`` (no repeats) for ``keys`` (not empty), column-wise; from
+        ``_read_raw`` unless a backend reads columns itself."""
+        return CellColumns.from_rows(self._read_raw(table, keys, features), features)
+
     @abc.abstractmethod
     def _delete(self, table: str, key: bytes) -> None: ...
 
@@ -145,23 +380,11 @@ class OnlineBase(abc.ABC):
         names = check_features(schema, features)
         rows, encoded = encode_keys(schema, keys)
         now = int(time.time() * 1000) if now_ms is None else to_millis(now_ms, what="now_ms")
-        raw = self._read_raw(table, encoded, names) if encoded else []
-        ttl = schema.ttl_ms
-        found: dict[str, list[Cell]] = {n: [] for n in names}
-        statuses: dict[str, list[str]] = {n: [] for n in names}
-        for row in raw:
-            for name in names:
-                cell = row.get(name)
-                if cell is None:
-                    found[name].append(None)
-                    statuses[name].append(MISSING)
-                elif ttl is not None and cell[0] <= now - ttl:
-                    found[name].append(None)
-                    statuses[name].append(EXPIRED)
-                else:
-                    found[name].append((cell[0], cell[2]))
-                    statuses[name].append(PRESENT)
-        return build_result(schema, rows, names, found, statuses)
+        unique = names if features is None else tuple(dict.fromkeys(names))  # a schema's names are unique
+        cells = self._read_cells(table, encoded, unique) if encoded else CellColumns.from_rows([], unique)
+        if unique != names:  # a feature asked for twice is read once
+            cells = cells.reorder([unique.index(name) for name in names])
+        return cells_to_result(schema, rows, names, cells, now)
 
     def delete_key(self, table: str, key: Any) -> None:
         schema = self.schema(table)

@@ -1,16 +1,21 @@
-"""The OnlineCache contract on Redis (127.0.0.1:6379), with and without the in-process front."""
+"""The OnlineCache contract on Redis (127.0.0.1:6379), with and without the in-process front, and
+Redis reads (both command paths, cell by cell and column-wise) against the memory cache."""
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from featurestore.errors import ServiceUnavailableError
+from featurestore.errors import ServiceUnavailableError, StoreError
+from featurestore.schema import Field, TableSchema
 from featurestore.services import ports
 from featurestore.storage.online import OnlineBase, open_online_cache
 from featurestore.storage.redis_cache import RedisCache
+from featurestore.types import ValueType
 from tests.contract import online_cache_suite as suite
 from tests.contract.online_cache_suite import *  # noqa: F403
 
@@ -43,3 +48,65 @@ def test_unreachable_redis_is_a_transient_error() -> None:
     with pytest.raises(ServiceUnavailableError) as info:
         cache.schema("anything")
     assert info.value.transient and info.value.service == "redis"
+    for features in (["a"], ["a", "b"]):  # the reads' own round trip too
+        with pytest.raises(ServiceUnavailableError):
+            cache._read_raw("anything", [b"1"], features)
+
+
+def _twin_writes(caches: list[OnlineBase], schema: TableSchema) -> None:
+    """The same versions into each cache: keys 0..299, three write groups with their own features
+    (so the hashes list their fields in different orders), explicit nulls, several times."""
+    rng = random.Random(5)
+    names = schema.feature_names
+    for batch_no in range(3):
+        subset = rng.sample(names, rng.randint(1, len(names)))
+        rows = [suite.v(k, suite.T0 + rng.randrange(-50, 50), batch_no * 1000 + k,
+                        **{n: None if rng.random() < 0.1 else _value(schema.feature(n).dtype, k, rng) for n in subset})
+                for k in range(0, 300, rng.choice([1, 2]))]
+        for cache in caches:
+            suite.write(cache, schema, *rows)
+
+
+def _value(dtype: ValueType, k: int, rng: random.Random) -> Any:
+    return {ValueType.INT64: k - 150, ValueType.DOUBLE: k / 3, ValueType.STRING: f"s{k},", ValueType.BOOL: k % 2 == 0,
+            ValueType.BYTES: b"b,\x00" * (k % 3), ValueType.FLOAT_LIST: [k / 7] * (k % 3),
+            ValueType.STRING_LIST: ["a,b"] * (k % 2)}[dtype]
+
+
+@pytest.mark.parametrize("asked", [None, 1, 3, 8])  # all or >= half the features: HGETALL; fewer: HMGET
+def test_reads_match_the_memory_cache_on_both_command_paths(services: object, asked: int | None) -> None:
+    """Redis reads (one key: parsed cell by cell; many: column-wise) give what memory:// gives."""
+    redis = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    memory = open_online_cache("memory://")
+    features = tuple(Field(f"{t.value}_{i}", t) for i in range(2) for t in ValueType if t is not ValueType.BYTES)
+    schema = suite.new_table(redis, ttl_ms=60, features=(*features, Field("bytes_0", ValueType.BYTES)))
+    memory.ensure_table(schema)
+    _twin_writes([redis, memory], schema)
+    names = None if asked is None else random.Random(asked).sample(schema.feature_names, asked)
+    keys = [*range(0, 320, 3), 7, 7, 1000]  # duplicates and never-written keys
+    for now in (suite.T0, suite.T0 + 20, suite.T0 + 200):  # some, and then all, versions expired
+        for some in (keys, keys[:1], keys[-2:]):
+            assert redis.get(schema.name, some, names, now_ms=now).equals(
+                memory.get(schema.name, some, names, now_ms=now))
+    asked_names = names or schema.feature_names
+    encoded = [str(k).encode() for k in keys]
+    assert redis._read_raw(schema.name, encoded, asked_names) == memory._read_raw(schema.name, encoded, asked_names)
+    suite.cleanup()
+    redis.close()
+
+
+def test_an_error_reply_mid_read_leaves_the_pool_usable(services: object) -> None:
+    """A key that is not a hash fails the read (StoreError) after other replies were sent: the
+    connection is dropped, not handed back with unread replies."""
+    cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    assert isinstance(cache, RedisCache)
+    s = suite.new_table(cache)
+    suite.write(cache, s, *[suite.v(k, suite.T0, k, clicks=k) for k in range(200)])
+    cache._client.set(cache._key(s.name, b"7"), b"not a hash")
+    for keys in ([7], list(range(200))):
+        with pytest.raises(StoreError, match="WRONGTYPE"):
+            cache.get(s.name, keys, ["clicks"])
+    assert suite.got(cache.get(s.name, [8, 9], ["clicks"]), "clicks") == [(8, suite.T0, "present"),
+                                                                           (9, suite.T0, "present")]
+    suite.cleanup()
+    cache.close()
