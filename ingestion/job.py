@@ -27,7 +27,7 @@ from featurestore.schema import VERSION_MS
 from featurestore.time_semantics import parse_duration_ms
 from registry.compiler import CompiledPlan, Handover, compile_table, history_replay
 from registry.flink_sql import q
-from registry.models import Definitions
+from registry.models import Definitions, Source
 
 from ingestion.progress import Progress, read_progress, remove, wait_closed
 from ingestion.runner import execute_inserts, table_environment
@@ -210,11 +210,14 @@ def submit(
         write_range = WriteRange(handover_ms, write_range.end_ms if write_range is not None else None)
     where = (write_range or WriteRange()).where()
     plans = []
+    reported: set[str] = set()  # sources whose decode errors a plan already reports
     for name in tables_with_binding(definitions, "stream" if history is None else "batch", tables):
         feature_table = definitions.feature_table(name)
         plan = _compile(config, definitions, name, bounded=bounded, history=history, handover_ms=handover_ms)
         for ddl in plan.statements():
             env.execute_sql(ddl)
+        if plan.raw_table is not None:  # a Kafka binding: its dead letters
+            inserts += _dead_letters(env, config, definitions.source(feature_table.source), plan, reported)
         for group in plan.groups:
             columns = tuple(group.arrow_schema.names)
             spec = SinkSpec(
@@ -244,6 +247,33 @@ def submit(
             remove(progress_dir)
         raise
     return IngestJob(plans, result, progress_dir, owns_progress_dir)
+
+
+def _dead_letters(
+    env: Any, config: ProfileConfig, source: Source, plan: CompiledPlan, reported: set[str]
+) -> list[str]:
+    """Declare the plan's dead letters (docs/dead-letters.md): its late events and, for the first
+    plan of each source, the records that do not decode, to ``<topic>.dead-letters`` and the
+    Iceberg table; returns the INSERTs."""
+    from ingestion import dead_letters
+
+    assert config.kafka is not None and plan.raw_table is not None
+    dead = dead_letters.dead_letter_plan(
+        source,
+        feature_table=plan.table,
+        events_table=plan.events_table,
+        raw=plan.raw_table,
+        kafka_bootstrap=config.kafka.bootstrap_servers,
+        decode_errors=source.name not in reported,
+    )
+    reported.add(source.name)
+    dead_letters.ensure_topic(config.kafka.bootstrap_servers, dead.topic)
+    if dead.function is not None:
+        dead_letters.ensure_table(config.offline_log)
+        env.create_temporary_function(dead.function, dead_letters.write_udf(config.offline_log))
+    for ddl in dead.statements:
+        env.execute_sql(ddl)
+    return list(dead.inserts)
 
 
 def _reachable(config: ProfileConfig) -> bool:

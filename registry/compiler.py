@@ -120,6 +120,8 @@ class CompiledPlan:
     source_ddl: tuple[str, ...]
     groups: tuple[GroupPlan, ...]
     schema: TableSchema = field(repr=False)
+    events_table: str = ""  # the relation the groups' event branches read
+    raw_table: str | None = None  # Kafka binding: every record, those that do not decode included
 
     def core_sql(self) -> str:
         """Everything after the source declarations: sinks and queries (equal for both bindings)."""
@@ -201,8 +203,7 @@ def _branch(
     for name, dtype in values.items():
         value = q(name) if marker_ms is None else "NULL"
         cols.append(f"CAST({value} AS {flink_sql_type(dtype)}) AS {q(name)}")
-    on_time = f"(CURRENT_WATERMARK({q(ROWTIME)}) IS NULL OR {q(ROWTIME)} > CURRENT_WATERMARK({q(ROWTIME)}))"
-    return f"  SELECT {', '.join(cols)}\n  FROM {q(from_table)}\n  WHERE {where} AND {on_time}"
+    return f"  SELECT {', '.join(cols)}\n  FROM {q(from_table)}\n  WHERE {where} AND {flink_sql.ON_TIME}"
 
 
 def history_replay(definitions: Definitions, table_name: str, **overrides: object) -> ReplaySpec:
@@ -222,20 +223,26 @@ def _handover_ddl(
 ) -> list[str]:
     """Each declaration twice (``<name>__history``, ``<name>__live``) and a view ``<name>`` of
     history before ``at_ms`` UNION ALL live events at or after it (by event time, not Kafka time)."""
-    statements = []
-    for suffix, declaration in (("__history", history), ("__live", live)):
-        markers = {w: n + suffix for w, n in marker_tables.items()}
-        statements += flink_sql.source_tables(
-            source, declaration, events_table=events_table + suffix, marker_tables=markers
-        )
-    columns = ", ".join([*(q(c) for c in source.columns), q(SEQ_COLUMN), q(ROWTIME)])
+    statements = flink_sql.source_tables(
+        source, history, events_table=events_table + "__history",
+        marker_tables={w: n + "__history" for w, n in marker_tables.items()},
+    )
+    statements += flink_sql.checked_stream_tables(
+        source, live, events_table=events_table + "__live",
+        marker_tables={w: n + "__live" for w, n in marker_tables.items()},
+    )
+    columns = [*(q(c) for c in source.columns), q(SEQ_COLUMN), q(ROWTIME)]
     event_time = q(source.event_time)
     for name in [events_table, *marker_tables.values()]:
+        past, live_columns = columns, columns
+        if name == events_table:  # the dead letters' columns: Kafka's, none for history
+            past = [*columns, *(f"CAST(NULL AS {t}) AS {q(c)}" for c, t in flink_sql.EVENT_EXTRAS)]
+            live_columns = [*columns, *(q(c) for c, _ in flink_sql.EVENT_EXTRAS)]
         statements.append(
             f"CREATE TEMPORARY VIEW {q(name)} AS\n"
-            f"  SELECT {columns} FROM {q(name + '__history')} WHERE {event_time} < {int(at_ms)}\n"
+            f"  SELECT {', '.join(past)} FROM {q(name + '__history')} WHERE {event_time} < {int(at_ms)}\n"
             f"  UNION ALL\n"
-            f"  SELECT {columns} FROM {q(name + '__live')} WHERE {event_time} >= {int(at_ms)}"
+            f"  SELECT {', '.join(live_columns)} FROM {q(name + '__live')} WHERE {event_time} >= {int(at_ms)}"
         )
     return statements
 
@@ -291,7 +298,13 @@ def compile_table(
         declaration = replay_declaration(source, history_root=history_root, spec=spec)
     else:
         raise ValidationError(f"unknown binding {binding!r}; use stream or batch")
-    if handover is None:
+    raw_table = None
+    if handover is None and binding == "stream":
+        source_ddl = flink_sql.checked_stream_tables(
+            source, declaration, events_table=events_table, marker_tables=marker_tables
+        )
+        raw_table = flink_sql.raw_table(events_table)
+    elif handover is None:
         source_ddl = flink_sql.source_tables(
             source, declaration, events_table=events_table, marker_tables=marker_tables
         )
@@ -306,6 +319,7 @@ def compile_table(
         history = history_replay(definitions, table_name, start_ms=handover.at_ms - replay_ms, end_ms=handover.at_ms)
         history_declaration = replay_declaration(source, history_root=handover.history_root, spec=history)
         source_ddl = _handover_ddl(source, history_declaration, live, handover.at_ms, events_table, marker_tables)
+        raw_table = flink_sql.raw_table(events_table + "__live")
 
     keys = [(k.name, k.dtype) for k in schema.keys]
     key_list = ", ".join(q(k) for k, _ in keys)
@@ -341,4 +355,6 @@ def compile_table(
         groups.append(
             GroupPlan(name, window_ms, tuple(f.name for f in features), select, sink_table, sink_ddl, directory, arrow)
         )
-    return CompiledPlan(table.name, binding, source.name, tuple(source_ddl), tuple(groups), schema)
+    return CompiledPlan(
+        table.name, binding, source.name, tuple(source_ddl), tuple(groups), schema, events_table, raw_table
+    )

@@ -19,6 +19,7 @@ Every declaration has the same columns: the source's Avro fields, then
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -228,4 +229,105 @@ def source_tables(
     statements = [_table(events_table, columns, event_time, lateness, declaration.options)]
     for window_ms, name in sorted(marker_tables.items()):
         statements.append(_table(name, columns, f"{event_time} + {int(window_ms)}", lateness, declaration.options))
+    return statements
+
+
+# ---------------------------------------------------------------------------------------------- dead letters
+# The Kafka binding reads through the `featurestore-checked` format (backfill/java/.../flink/checked):
+# a record that does not decode against the source's schema is a row with metadata `reason` set, so
+# the events are a view of the rows without one and the dead letters (ingestion/dead_letters.py)
+# the rows with one, plus the rows failing ON_TIME. See docs/dead-letters.md.
+
+CHECKED_FORMAT = "featurestore-checked"
+KEY = "__key"
+REASON = "__reason"
+DETAIL = "__detail"
+VALUE = "__value"
+KAFKA_TIME = "__kafka_ts"
+PARTITION = "__partition"
+OFFSET = "__offset"
+#: The columns the events view carries beyond the source's, ``__seq`` and ``__rt``, for the late
+#: dead letters (a hand-over's union view gives them as NULLs of these types on the history side).
+EVENT_EXTRAS = (
+    (PARTITION, "INT"), (OFFSET, "BIGINT"), (KAFKA_TIME, "TIMESTAMP_LTZ(3)"), (KEY, "BYTES"), (VALUE, "BYTES")
+)
+#: Each branch of a compiled group keeps the rows this is true of; the dead letters take NOT of it.
+ON_TIME = f"(CURRENT_WATERMARK({q(ROWTIME)}) IS NULL OR {q(ROWTIME)} > CURRENT_WATERMARK({q(ROWTIME)}))"
+
+
+def raw_table(events_table: str) -> str:
+    """The Kafka table behind the events view of a plan (every record, bad ones included)."""
+    return f"{events_table}_raw"
+
+
+def schema_option(source: Source) -> str:
+    """The source's Avro schema as the format's ``schema`` option: compact JSON without docs, with
+    every non-ASCII character and every single quote as a JSON ``\\u`` escape, so the text can sit
+    between single quotes in a WITH clause as it is."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "doc"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    text = json.dumps(strip(source.avro_schema), ensure_ascii=True, separators=(",", ":"))
+    return text.replace("'", "\\u0027")
+
+
+def checked_format(source: Source, *, prefix: str = "") -> dict[str, str]:
+    """The checked format's options (``prefix`` ``value.`` for a keyed table)."""
+    if source.stream is None:
+        raise ValidationError(f"source {source.name!r} has no stream binding")
+    return {
+        f"{prefix}format": CHECKED_FORMAT,
+        f"{prefix}{CHECKED_FORMAT}.encoding": source.stream.format,
+        f"{prefix}{CHECKED_FORMAT}.schema": schema_option(source),
+    }
+
+
+def checked_stream_tables(
+    source: Source, declaration: SourceDeclaration, *, events_table: str, marker_tables: dict[int, str]
+) -> list[str]:
+    """The Kafka binding's CREATE statements (``source_tables`` for ``stream_source``):
+    ``<events_table>_raw``, the topic through the checked format, keyed (the raw key as ``__key``),
+    with the reason/detail/bytes metadata and the Kafka timestamp; the view ``<events_table>`` of
+    its rows that decode (the row time stays a row time); the expiry-marker tables through the
+    checked format without the reason column, which drops bad records."""
+    if declaration.options.get("connector") != "kafka":
+        raise ValidationError("the checked declaration is for the Kafka binding (stream_source) only")
+    options = {k: v for k, v in declaration.options.items() if k != "format"}
+    lateness = source.allowed_lateness_ms if declaration.watermark_delay_ms is None else declaration.watermark_delay_ms
+    event_time = q(source.event_time)
+    data = source_columns(source)
+    seq = f"{q(SEQ_COLUMN)} AS {declaration.seq_expr}"
+    raw_columns = [
+        *data,
+        f"{q(KEY)} BYTES",
+        *declaration.position_columns,
+        f"{q(KAFKA_TIME)} TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL",
+        f"{q(REASON)} STRING METADATA FROM 'value.reason' VIRTUAL",
+        f"{q(DETAIL)} STRING METADATA FROM 'value.detail' VIRTUAL",
+        f"{q(VALUE)} BYTES METADATA FROM 'value.bytes' VIRTUAL",
+        seq,
+    ]
+    keyed = {
+        **options,
+        "key.format": "raw",
+        "key.fields": KEY,
+        "value.fields-include": "EXCEPT_KEY",
+        **checked_format(source, prefix="value."),
+    }
+    raw = raw_table(events_table)
+    view_columns = [*(q(c) for c in source.columns), q(SEQ_COLUMN), q(ROWTIME), *(q(c) for c, _ in EVENT_EXTRAS)]
+    statements = [
+        _table(raw, raw_columns, event_time, lateness, keyed),
+        f"CREATE TEMPORARY VIEW {q(events_table)} AS\nSELECT {', '.join(view_columns)}\n"
+        f"FROM {q(raw)}\nWHERE {q(REASON)} IS NULL",
+    ]
+    marker_columns = [*data, *declaration.position_columns, seq]
+    marker_options = {**options, **checked_format(source)}
+    for window_ms, name in sorted(marker_tables.items()):
+        statements.append(_table(name, marker_columns, f"{event_time} + {int(window_ms)}", lateness, marker_options))
     return statements
