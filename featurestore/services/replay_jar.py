@@ -28,6 +28,9 @@ from featurestore.errors import NotInstalledError, TerminalError
 #: The Maven module of the connector (the backfill layer's Java half).
 JAVA_DIR = Path(__file__).resolve().parents[2] / "backfill" / "java"
 JAR_NAME = "featurestore-replay.jar"
+# Maven writes here; the finished jar is then renamed to JAR_NAME, so a job starting while the jar
+# is rebuilt reads the old jar or the new one, never half of one.
+BUILD_NAME = "featurestore-replay-build.jar"
 BUILD_TIMEOUT_S = 1200.0
 
 
@@ -89,6 +92,9 @@ def build() -> Path:
                     f"the Maven build of the hdfs-replay connector took over {BUILD_TIMEOUT_S:.0f}s",
                     hint=f"see {log}",
                 ) from exc
+        built = JAVA_DIR / "target" / BUILD_NAME
+        if proc.returncode == 0 and built.exists():
+            os.replace(built, jar_path())
         if proc.returncode != 0 or not jar_path().exists():
             raise TerminalError(
                 f"the Maven build of the hdfs-replay connector failed (mvn exit {proc.returncode}; "
