@@ -35,6 +35,26 @@ class RunResult:
     seconds: float
 
 
+# What a local job's Python workers leave in this process's environment: in a MiniCluster they run
+# as threads of the driver (loopback mode) and set these in os.environ. A child process inheriting
+# them cannot start a Flink job of its own (PYFLINK_GATEWAY_DISABLED makes PyFlink refuse to).
+WORKER_VARIABLES = (
+    "PYFLINK_GATEWAY_DISABLED",
+    "PYTHON_LOOPBACK_SERVER_ADDRESS",
+    "_PYFLINK_CONN_INFO_PATH",
+    "_PYTHON_WORKER_MEMORY_LIMIT",
+    "BOOT_LOG_DIR",
+    "SEMI_PERSISTENT_DIRECTORY",
+)
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment for a child process that may run Flink jobs: this process's, without what
+    local jobs' Python workers left in it, plus ``extra``."""
+    env = {key: value for key, value in os.environ.items() if key not in WORKER_VARIABLES}
+    return {**env, **extra}
+
+
 def table_environment(jars: Sequence[str] | None, parallelism: int, options: Mapping[str, str]) -> Any:
     """A streaming TableEnvironment with the connector jars, UTC, and ``options`` on top."""
     try:

@@ -34,6 +34,7 @@ from featurestore.fs import open_fs
 from featurestore.keys import encode_key, partition_for
 from featurestore.services import ports
 from featurestore.services.replay_jar import replay_jar
+from ingestion.runner import child_environment
 from registry.models import Source
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,21 +272,25 @@ def test_a_killed_replay_resumes_from_its_checkpoint_without_loss_or_duplicates(
     }
     total = len(expected(local_history, ReplaySpec(key_fields=("user_id",), partitions=4, max_lateness_ms=3 * HOUR_MS)))
     slow = {**spec, "events_per_second": total / 12}  # about 12 s: time to kill it in the middle
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen(
-        [sys.executable, str(script), json.dumps(options), json.dumps(slow)],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = child_environment(PYTHONPATH=str(ROOT))  # earlier tests' local jobs left worker variables
+    first_log = tmp_path / "first.log"
+    with first_log.open("wb") as log:
+        first = subprocess.Popen(
+            [sys.executable, str(script), json.dumps(options), json.dumps(slow)],
+            env=env,
+            start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             latest = _latest_checkpoint(checkpoints)
             if latest is not None and int(latest.name.split("-")[1]) >= 3 and out.exists() and _committed_rows(out) > 0:
                 break
-            assert first.poll() is None, "the first run ended before it could be killed"
+            if first.poll() is not None:
+                tail = first_log.read_text(errors="replace")[-3000:]
+                pytest.fail(f"the first run ended (exit {first.returncode}) before it could be killed:\n{tail}")
             time.sleep(0.2)
         else:
             pytest.fail("no checkpoint with committed output within 120 s")
