@@ -49,6 +49,7 @@ from registry.validate import build  # noqa: E402
 
 TABLE = "user_click_features"
 PARTITIONS = 2
+FLINK_OVERRIDES: dict[str, Any] = {}
 
 
 def definitions(topic: str, allowed_lateness: str | None = None) -> Any:
@@ -91,7 +92,7 @@ def config_for(run: str, work: Path) -> Any:
             "versioned_store": f"{HBASE_URI}?prefix=b{run}",
             "online_cache": f"{REDIS_URI}?prefix=b{run}",
             "offline_log": {"catalog_uri": f"sqlite:///{work}/catalog.db", "warehouse": str(work / "warehouse")},
-            "flink": {"checkpoint_dir": str(work / "checkpoints")},
+            "flink": {"checkpoint_dir": str(work / "checkpoints"), **FLINK_OVERRIDES},
         },
         environ={},
     )

@@ -34,6 +34,7 @@ equal values. Nothing here imports PyFlink: :mod:`ingestion.runner` executes a p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -53,6 +54,23 @@ Binding = Literal["stream", "batch"]
 EVENT_FLAG = "__ev"
 VERSION_TIME = "__vt"
 PROJECTIONS = "projections"
+
+# The incremental window operator (backfill/java: featurestore.flink.windows.SlidingWindows), a
+# process table function in the job's jar. Flink's bounded OVER re-reads every row the key holds
+# on each new row time: O(n^2) per key, which a heavy user's 30-day window turns into hours.
+SLIDING_WINDOWS = "fs_sliding_windows"
+SLIDING_WINDOWS_CLASS = "featurestore.flink.windows.SlidingWindows"
+_SLOTS = 8
+_KIND = {ValueType.INT64: "l", ValueType.DOUBLE: "d", ValueType.STRING: "s"}
+_AGG = {
+    "count": "COUNT",
+    "sum": "SUM",
+    "avg": "AVG",
+    "min": "MIN",
+    "max": "MAX",
+    "last": "LAST",
+    "approx_count_distinct": "DISTINCT",
+}
 
 
 @dataclass(frozen=True)
@@ -122,16 +140,17 @@ class CompiledPlan:
     schema: TableSchema = field(repr=False)
     events_table: str = ""  # the relation the groups' event branches read
     raw_table: str | None = None  # Kafka binding: every record, those that do not decode included
+    operator_ddl: tuple[str, ...] = ()  # the incremental window operator and its input view
 
     def core_sql(self) -> str:
-        """Everything after the source declarations: sinks and queries (equal for both bindings)."""
-        parts = [g.sink_ddl for g in self.groups if g.sink_ddl is not None]
+        """Everything after the source declarations: operator, sinks and queries (equal for both bindings)."""
+        parts = [*self.operator_ddl, *(g.sink_ddl for g in self.groups if g.sink_ddl is not None)]
         parts += [g.insert if g.sink_table is not None else g.select for g in self.groups]
         return ";\n\n".join(parts)
 
     def statements(self) -> list[str]:
-        """The CREATE statements (sources, sinks) in order; the INSERTs are in ``inserts()``."""
-        return [*self.source_ddl, *(g.sink_ddl for g in self.groups if g.sink_ddl is not None)]
+        """The CREATE statements (sources, operator, sinks) in order; the INSERTs are in ``inserts()``."""
+        return [*self.source_ddl, *self.operator_ddl, *(g.sink_ddl for g in self.groups if g.sink_ddl is not None)]
 
     def inserts(self) -> list[str]:
         return [g.insert for g in self.groups]
@@ -142,9 +161,12 @@ class CompiledPlan:
     def explain(self) -> str:
         lines = [f"feature table {self.table} on source {self.source}, {self.binding} binding"]
         for group in self.groups:
-            what = "projections (events only)" if group.window_ms is None else (
-                f"window {format_duration(group.window_ms)}: events + expiry markers at t + window"
-            )
+            if group.window_ms is None:
+                what = "projections (events only)"
+            elif SLIDING_WINDOWS in group.select:
+                what = f"window {format_duration(group.window_ms)}: incremental operator (in at t, out at t + window)"
+            else:
+                what = f"window {format_duration(group.window_ms)}: events + expiry markers at t + window"
             lines.append(f"  group {group.name}: {what}; features {', '.join(group.features)}")
             if group.sink_directory is not None:
                 lines.append(f"    -> {group.sink_directory}")
@@ -206,6 +228,29 @@ def _branch(
     return f"  SELECT {', '.join(cols)}\n  FROM {q(from_table)}\n  WHERE {where} AND {flink_sql.ON_TIME}"
 
 
+def _sliding_spec(
+    window_ms: int, features: Sequence[Feature], values: dict[str, ValueType], schema: TableSchema
+) -> tuple[str, dict[str, str]] | None:
+    """The SlidingWindows call's spec for a window group and each feature's output slot, or None
+    when a feature is one the operator does not compute (a column of another type, min/max of a
+    string, more than 8 features of one kind): the group then keeps the OVER form."""
+    parts = [str(int(window_ms))]
+    used = {"l": 0, "d": 0, "s": 0}
+    slots: dict[str, str] = {}
+    for feature in features:
+        kind = "" if feature.column is None else _KIND.get(values[feature.column])
+        if kind is None or (feature.agg in ("min", "max") and kind == "s"):
+            return None
+        out = _KIND.get(schema.feature(feature.name).dtype)
+        if out is None or used[out] >= _SLOTS:
+            return None
+        slot = f"{out}{used[out]}"
+        used[out] += 1
+        parts.append(f"{_AGG[feature.agg]},{feature.column or ''},{kind},{slot}")
+        slots[feature.name] = slot
+    return ";".join(parts), slots
+
+
 def history_replay(definitions: Definitions, table_name: str, **overrides: object) -> ReplaySpec:
     """The default replay of a feature table's history: partitioned by the table's entity key (the
     hash Kafka partitions by), ``overrides`` (``start_ms``, ``end_ms``, ``partitions``, ...) on top."""
@@ -251,6 +296,18 @@ def _names(table: str) -> tuple[str, str]:
     return f"__events_{table}", f"__expiry_{table}_"
 
 
+def _plain(text: str) -> str:
+    """A string literal of validated names and numbers (a PTF's scalar arguments must be literals;
+    U&'' escapes, :func:`flink_sql.literal`, would make the plan unreadable)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.,;-]*", text):
+        raise ValidationError(f"unexpected characters in a generated argument: {text!r}")
+    return f"'{text}'"
+
+
+def _window_input(table: str) -> str:
+    return f"__window_input_{table}"
+
+
 def compile_table(
     definitions: Definitions,
     table_name: str,
@@ -283,8 +340,17 @@ def compile_table(
     source = definitions.source(table.source)
     schema = definitions.table_schema(table_name)
     events_table, marker_prefix = _names(table.name)
-    windows = sorted({f.window_ms for f in table.features if f.window_ms is not None})
-    marker_tables = {w: f"{marker_prefix}{group_name(w)}" for w in windows}
+    values = _value_types(table, source)
+    by_window: dict[int | None, list[Feature]] = {}
+    for feature in table.features:
+        by_window.setdefault(feature.window_ms, []).append(feature)
+    sliding: dict[int, tuple[str, dict[str, str]]] = {}
+    for w, fs in by_window.items():
+        if w is not None and (operator_call := _sliding_spec(w, fs, values, schema)) is not None:
+            sliding[w] = operator_call
+    windows = sorted(w for w in by_window if w is not None)
+    # Expiry markers (a second read of the source, row time t + W) only for the OVER groups.
+    marker_tables = {w: f"{marker_prefix}{group_name(w)}" for w in windows if w not in sliding}
     if binding == "stream":
         if kafka_bootstrap is None:
             raise ValidationError("the stream binding needs kafka_bootstrap")
@@ -323,26 +389,46 @@ def compile_table(
 
     keys = [(k.name, k.dtype) for k in schema.keys]
     key_list = ", ".join(q(k) for k, _ in keys)
-    values = _value_types(table, source)
     where = " AND ".join(flink_sql.condition_sql(c) for c in table.filter) or "TRUE"
-    by_window: dict[int | None, list[Feature]] = {}
-    for feature in table.features:
-        by_window.setdefault(feature.window_ms, []).append(feature)
+    operator_ddl = []
+    if sliding:
+        operator_ddl = [
+            f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {q(SLIDING_WINDOWS)}"
+            f" AS '{SLIDING_WINDOWS_CLASS}' LANGUAGE JAVA",
+            f"CREATE TEMPORARY VIEW {q(_window_input(table.name))} AS\n"
+            + _branch(events_table, keys, values, source, where, marker_ms=None),
+        ]
     groups = []
     for window_ms, features in sorted(by_window.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0)):
         name = group_name(window_ms)
-        branches = [_branch(events_table, keys, values, source, where, marker_ms=None)]
-        if window_ms is None:
-            frame = "UNBOUNDED PRECEDING"
+        if window_ms is not None and window_ms in sliding:
+            operator_spec, slots = sliding[window_ms]
+            outputs = ",\n  ".join(
+                f"CAST({q(slots[f.name])} AS {flink_sql_type(schema.feature(f.name).dtype)}) AS {q(f.name)}"
+                for f in features
+            )
+            select = (
+                f"SELECT {key_list}, {q(VERSION_MS)}, {q(SEQ)},\n  {outputs}\n"
+                f"FROM {q(SLIDING_WINDOWS)}(\n"
+                f"  input => TABLE {q(_window_input(table.name))} PARTITION BY {key_list},\n"
+                f"  on_time => DESCRIPTOR({q(ROWTIME)}),\n"
+                f"  spec => {_plain(operator_spec)},\n"
+                f"  uid => {_plain(f'{table.name}-{name}')}\n)"
+            )
         else:
-            branches.append(_branch(marker_tables[window_ms], keys, values, source, where, marker_ms=window_ms))
-            frame = f"{flink_sql.interval(window_ms - 1)} PRECEDING"
-        aggregates = ",\n  ".join(_aggregate(f, schema.feature(f.name).dtype) for f in features)
-        select = (
-            f"SELECT {key_list}, {q(VERSION_TIME)} AS {q(VERSION_MS)}, {q(SEQ_COLUMN)} AS {q(SEQ)},\n  {aggregates}\n"
-            f"FROM (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
-            f"WINDOW w AS (PARTITION BY {key_list} ORDER BY {q(ROWTIME)} RANGE BETWEEN {frame} AND CURRENT ROW)"
-        )
+            branches = [_branch(events_table, keys, values, source, where, marker_ms=None)]
+            if window_ms is None:
+                frame = "UNBOUNDED PRECEDING"
+            else:
+                branches.append(_branch(marker_tables[window_ms], keys, values, source, where, marker_ms=window_ms))
+                frame = f"{flink_sql.interval(window_ms - 1)} PRECEDING"
+            aggregates = ",\n  ".join(_aggregate(f, schema.feature(f.name).dtype) for f in features)
+            select = (
+                f"SELECT {key_list}, {q(VERSION_TIME)} AS {q(VERSION_MS)}, {q(SEQ_COLUMN)} AS {q(SEQ)},\n"
+                f"  {aggregates}\n"
+                f"FROM (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
+                f"WINDOW w AS (PARTITION BY {key_list} ORDER BY {q(ROWTIME)} RANGE BETWEEN {frame} AND CURRENT ROW)"
+            )
         columns = {*schema.key_names, VERSION_MS, SEQ, *(f.name for f in features)}
         arrow = pa.schema([f for f in schema.arrow_schema() if f.name in columns])
         sink_table = sink_ddl = directory = None
@@ -356,5 +442,13 @@ def compile_table(
             GroupPlan(name, window_ms, tuple(f.name for f in features), select, sink_table, sink_ddl, directory, arrow)
         )
     return CompiledPlan(
-        table.name, binding, source.name, tuple(source_ddl), tuple(groups), schema, events_table, raw_table
+        table.name,
+        binding,
+        source.name,
+        tuple(source_ddl),
+        tuple(groups),
+        schema,
+        events_table,
+        raw_table,
+        tuple(operator_ddl),
     )
