@@ -8,28 +8,30 @@ bindings; everything after them is the same text (a unit test compares it).
 
 The semantics are :mod:`registry.reference`'s (README, "Time semantics"): a windowed value at
 ``T`` covers events in ``(T - W, T]`` and changes only at an event time ``t`` and at ``t + W``.
-So each window group reads the events (``__ev = 1``, values set) UNION ALL an *expiry marker*
-per event (``__ev`` and values NULL, row time ``t + W``, read from a second declaration of the
-same source whose row time is ``t + W``), and computes every feature of the group in ONE
-``OVER (PARTITION BY key ORDER BY row time RANGE BETWEEN W - 1ms PRECEDING AND CURRENT ROW)``
-(Flink requires the aggregates of one SELECT to share their window). RANGE mode puts events
-with equal times all in the window, as the reference does. Aggregates skip the markers' NULLs:
-``count`` = ``COUNT(__ev)`` (or ``COUNT(column)``), ``sum`` = ``COALESCE(SUM(column), 0)``,
-``avg``/``min``/``max``/``last`` = ``AVG``/``MIN``/``MAX``/``LAST_VALUE``, and
-``approx_count_distinct`` = ``COUNT(DISTINCT column)``, which is exact. Projections are
-``LAST_VALUE`` over ``UNBOUNDED PRECEDING``, events only.
+Each windowed group is one call of the incremental window operator (``fs_sliding_windows``, the
+Java process table function ``featurestore.flink.windows.SlidingWindows`` in the job's jar) on
+a view of the events partitioned by the entity key: it adds an event at ``t``, retracts it at
+``t + W`` and emits a version at each, O(1) state operations per event (docs/compiler.md says
+why not Flink's bounded OVER, which is O(n) per event). A group the operator does not compute
+(a column of another value type, more than 8 features of one kind) keeps the first form: the
+events (``__ev = 1``, values set) UNION ALL an *expiry marker* per event (``__ev`` and values
+NULL, row time ``t + W``, read from a second declaration of the same source) in ONE ``OVER
+(PARTITION BY key ORDER BY row time RANGE BETWEEN W - 1ms PRECEDING AND CURRENT ROW)``, where
+aggregates skip the markers' NULLs (:func:`_aggregate`). Projections are ``LAST_VALUE`` over
+``UNBOUNDED PRECEDING``, events only.
 
-Late events: each branch keeps only rows after its source's current watermark (``__rt >
-CURRENT_WATERMARK(__rt)``), so an event later than the allowed lateness, and its expiry marker,
-are dropped at the source, the same way in every group (the dead-letter path will take the
-complement). Without this filter Flink's OVER operators apply a late event *late*: a version at
-its own time, with the versions already emitted after it left unrevised.
+Late events: the operator's input and the projections keep only rows after the source's current
+watermark (``__rt > CURRENT_WATERMARK(__rt)``), so an event later than the allowed lateness is
+dropped at the source, the same way in every group (the dead-letter path takes the complement).
+Without this filter Flink's OVER operators apply a late event *late*: a version at its own time,
+with the versions already emitted after it left unrevised.
 
 Each output row is a version: the key columns, ``version_ms`` (BIGINT epoch ms: the event time,
 or ``t + W`` for a marker), ``seq`` (position in source order, see :mod:`registry.flink_sql`)
 and the group's features only: an absent column is a feature this version does not write.
-Flink emits a row per input row, so equal ``(key, version_ms)`` rows can repeat; they carry
-equal values. Nothing here imports PyFlink: :mod:`ingestion.runner` executes a plan.
+The operator emits one row per key and time; the OVER forms a row per input row, so equal
+``(key, version_ms)`` rows can repeat there, with equal values. Nothing here imports PyFlink:
+:mod:`ingestion.runner` executes a plan.
 """
 
 from __future__ import annotations
