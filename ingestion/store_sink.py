@@ -23,7 +23,6 @@ imports it.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from featurestore.config import OfflineLogConfig
 from featurestore.schema import VERSION_MS, TableSchema
+from featurestore.shared import Shared
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
@@ -77,7 +77,10 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
         if spec.online_cache:
             self._online = open_online_cache(spec.online_cache)
         if spec.offline_log is not None:
-            self._offline = _APPENDERS.acquire(OfflineLog(spec.offline_log).table(spec.schema))
+            from featurestore.offline.staging import StagedAppender
+
+            table = OfflineLog(spec.offline_log).table(spec.schema)
+            self._offline = _APPENDERS.acquire(_appender_key(table), lambda: StagedAppender(table))
         if spec.progress_dir is not None:
             from ingestion.progress import ProgressWriter
 
@@ -101,7 +104,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
         try:
             if self._offline is not None:
                 offline, self._offline = self._offline, None
-                _APPENDERS.release(offline)  # the last group of the table flushes and commits
+                _APPENDERS.release(_appender_key(offline.table))  # the last group flushes and commits
         finally:
             if self._progress is not None:
                 self._progress.close()
@@ -111,42 +114,14 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             self._store = self._online = None
 
 
-class _Appenders:
-    """One staged appender per offline table in this process, reference counted by the sink
-    functions (one per window group) that write it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[tuple[str, str, str], tuple[Any, int]] = {}
-
-    @staticmethod
-    def _key(table: Any) -> tuple[str, str, str]:
-        config = table.log.config
-        return (config.catalog_uri, config.warehouse, table.schema.name)
-
-    def acquire(self, table: Any) -> Any:
-        from featurestore.offline.staging import StagedAppender
-
-        key = self._key(table)
-        with self._lock:
-            appender, count = self._open.get(key, (None, 0))
-            if appender is None:
-                appender = StagedAppender(table)
-            self._open[key] = (appender, count + 1)
-            return appender
-
-    def release(self, appender: Any) -> None:
-        with self._lock:
-            key = self._key(appender.table)
-            _, count = self._open[key]
-            if count > 1:
-                self._open[key] = (appender, count - 1)
-                return
-            del self._open[key]
-        appender.close()
+# One staged appender per offline table in this process, shared by the sink functions (one per
+# window group) that write it; the last to close flushes and commits.
+_APPENDERS: Any = Shared(close=lambda appender: appender.close())
 
 
-_APPENDERS = _Appenders()
+def _appender_key(table: Any) -> tuple[str, str, str]:
+    config = table.log.config
+    return (config.catalog_uri, config.warehouse, table.schema.name)
 
 
 def prepare_stores(spec: SinkSpec) -> None:

@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from featurestore.errors import ConfigError, NotInstalledError, StoreError
 from featurestore.schema import TableSchema
+from featurestore.shared import Shared
 from featurestore.storage.batches import (
     CELL_FORMAT,
     Cell,
@@ -83,39 +84,9 @@ def _feature_part(feature: str) -> bytes:
     return bytes([len(data)]) + data
 
 
-class _Environments:
-    """The LMDB environments this process has open, one per directory, with reference counts."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open: dict[str, tuple[Any, int]] = {}
-        self._write_locks: dict[int, threading.RLock] = {}
-
-    def acquire(self, lmdb: Any, path: Path, *, map_gb: int, sync: bool) -> tuple[Any, threading.RLock]:
-        """The environment of ``path`` and the lock its writers take first."""
-        key = str(path.resolve())
-        with self._lock:
-            env, count = self._open.get(key, (None, 0))
-            if env is None:
-                env = lmdb.open(key, map_size=map_gb << 30, max_dbs=4096, sync=sync, metasync=sync, readahead=False)
-                self._write_locks[id(env)] = threading.RLock()
-            self._open[key] = (env, count + 1)
-            return env, self._write_locks[id(env)]
-
-    def release(self, env: Any) -> None:
-        with self._lock:
-            for key, (open_env, count) in list(self._open.items()):
-                if open_env is env:
-                    if count > 1:
-                        self._open[key] = (env, count - 1)
-                    else:
-                        del self._open[key]
-                        del self._write_locks[id(env)]
-                        env.close()
-                    return
-
-
-_ENVIRONMENTS = _Environments()
+# The LMDB environments this process has open, one per directory, each with the lock its
+# writers take first.
+_ENVIRONMENTS: Shared[str, tuple[Any, threading.RLock]] = Shared(close=lambda opened: opened[0].close())
 
 
 class EmbeddedStore(CellStore):
@@ -128,7 +99,21 @@ class EmbeddedStore(CellStore):
         self.uri = f"embedded://{self.path}"
         self.path.mkdir(parents=True, exist_ok=True)
         try:
-            self._env, self._writing = _ENVIRONMENTS.acquire(lmdb, self.path, map_gb=map_gb, sync=sync)
+            self._env_key = str(self.path.resolve())
+            self._env, self._writing = _ENVIRONMENTS.acquire(
+                self._env_key,
+                lambda: (
+                    lmdb.open(
+                        self._env_key,
+                        map_size=map_gb << 30,
+                        max_dbs=4096,
+                        sync=sync,
+                        metasync=sync,
+                        readahead=False,
+                    ),
+                    threading.RLock(),
+                ),
+            )
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the embedded store at {self.path}: {exc}") from None
         self._lmdb = lmdb
@@ -282,5 +267,5 @@ class EmbeddedStore(CellStore):
 
     def close(self) -> None:
         if self._env is not None:
-            _ENVIRONMENTS.release(self._env)
+            _ENVIRONMENTS.release(self._env_key)
             self._env = None

@@ -22,12 +22,13 @@ def ingest(
 ) -> None:
     """Submit the streaming job of the applied registry version and follow it (Ctrl-C cancels it)."""
     from featurestore.config import load_config
+    from featurestore.time_semantics import to_millis
     from ingestion.job import submit
     from registry.store import Registry
 
     config = load_config(repo, profile=profile)
     version = Registry.for_repo(repo, profile=profile).get()
-    handover_ms = None if handover is None else int(handover.replace(tzinfo=dt.UTC).timestamp() * 1000)
+    handover_ms = None if handover is None else to_millis(handover.replace(tzinfo=dt.UTC), what="--handover")
     job = submit(config, version.definitions, list(tables) or None, bounded=bounded, handover_ms=handover_ms)
     names = ", ".join(plan.table for plan in job.plans)
     click.echo(f"registry version {version.id}: ingesting {names} (Flink job {job.job_id})")
