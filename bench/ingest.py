@@ -35,11 +35,11 @@ import pyarrow.compute as pc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from featurestore.config import load_config  # noqa: E402
+from featurestore.config import scratch_cluster_config  # noqa: E402
 from featurestore.datagen import CtrLogSpec, generate  # noqa: E402
 from featurestore.keys import encode_key, partition_for  # noqa: E402
 from featurestore.services import manager  # noqa: E402
-from featurestore.services.ports import HBASE_URI, KAFKA_BOOTSTRAP, REDIS_URI  # noqa: E402
+from featurestore.services.ports import KAFKA_BOOTSTRAP  # noqa: E402
 from featurestore.storage.online import open_online_cache  # noqa: E402
 from featurestore.storage.versioned import open_versioned_store  # noqa: E402
 from ingestion.job import submit  # noqa: E402
@@ -85,17 +85,7 @@ def encoder(schema: dict[str, Any]) -> Any:
 
 
 def config_for(run: str, work: Path) -> Any:
-    return load_config(
-        work,
-        profile="cluster",
-        overrides={
-            "versioned_store": f"{HBASE_URI}?prefix=b{run}",
-            "online_cache": f"{REDIS_URI}?prefix=b{run}",
-            "offline_log": {"catalog_uri": f"sqlite:///{work}/catalog.db", "warehouse": str(work / "warehouse")},
-            "flink": {"checkpoint_dir": str(work / "checkpoints"), **FLINK_OVERRIDES},
-        },
-        environ={},
-    )
+    return scratch_cluster_config(work, f"b{run}", flink=FLINK_OVERRIDES)
 
 
 def throughput(events: int, work: Path) -> dict[str, float]:

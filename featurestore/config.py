@@ -212,3 +212,21 @@ def _explain(exc: PydanticValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+def scratch_cluster_config(work_dir: str | Path, run: str, *, flink: Mapping[str, Any] | None = None) -> ProfileConfig:
+    """The cluster profile for a test or benchmark run: HBase tables and Redis keys under the
+    prefix ``run`` (so runs never see each other's data), the offline log's catalog and
+    warehouse and Flink's checkpoints under ``work_dir``; ``flink`` options on top."""
+    work = Path(work_dir)
+    return load_config(
+        work,
+        profile="cluster",
+        overrides={
+            "versioned_store": f"{ports.HBASE_URI}?prefix={run}",
+            "online_cache": f"{ports.REDIS_URI}?prefix={run}",
+            "offline_log": {"catalog_uri": f"sqlite:///{work}/catalog.db", "warehouse": str(work / "wh")},
+            "flink": {"checkpoint_dir": str(work / "checkpoints"), **(flink or {})},
+        },
+        environ={},
+    )

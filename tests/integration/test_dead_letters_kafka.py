@@ -271,26 +271,15 @@ def test_the_ingestion_job_reports_dead_letters_and_keeps_writing(topics: tuple[
     Iceberg log get the good events' versions; every record that does not decode is a dead letter
     in Iceberg and in the topic. Which events are late depends on the periodic watermark here, so
     only that they are among the late ones is checked."""
-    from featurestore.config import load_config
+    from featurestore.config import scratch_cluster_config
     from featurestore.offline.log import OfflineLog
-    from featurestore.services.ports import HBASE_URI, REDIS_URI
     from ingestion.job import submit
 
     run = uuid.uuid4().hex[:8]
     defs = definitions(*topics)
     streams = {"ev_avro": avro_stream(), "ev_json": json_stream()}
     offsets = {name: produce(defs.source(name).stream.topic, s) for name, s in streams.items()}  # type: ignore[union-attr]
-    config = load_config(
-        tmp_path,
-        profile="cluster",
-        overrides={
-            "versioned_store": f"{HBASE_URI}?prefix=t{run}",
-            "online_cache": f"{REDIS_URI}?prefix=t{run}",
-            "offline_log": {"catalog_uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": str(tmp_path / "wh")},
-            "flink": {"checkpoint_dir": str(tmp_path / "checkpoints")},
-        },
-        environ={},
-    )
+    config = scratch_cluster_config(tmp_path, f"t{run}")
     submit(config, defs, bounded=True).wait()
 
     letters = dead_letters.read(config.offline_log)

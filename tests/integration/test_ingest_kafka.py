@@ -14,11 +14,11 @@ import pyarrow.compute as pc
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from featurestore.config import load_config
+from featurestore.config import scratch_cluster_config
 from featurestore.datagen import CtrLogSpec, generate
 from featurestore.keys import encode_key, partition_for
 from featurestore.offline.log import OfflineLog
-from featurestore.services.ports import HBASE_URI, KAFKA_BOOTSTRAP, REDIS_URI
+from featurestore.services.ports import KAFKA_BOOTSTRAP
 from featurestore.storage.online import open_online_cache
 from featurestore.storage.versioned import open_versioned_store
 from featurestore.time_semantics import pick_version
@@ -90,17 +90,7 @@ def test_kafka_to_hbase_redis_iceberg_equals_the_oracle(services: object, tmp_pa
     clicks = clicks.filter(pc.equal(clicks["defect"], "")).sort_by("arrival_ms")
     _produce(topic, definitions.source("clicks").avro_schema, clicks)
 
-    config = load_config(
-        tmp_path,
-        profile="cluster",
-        overrides={
-            "versioned_store": f"{HBASE_URI}?prefix=t{run}",
-            "online_cache": f"{REDIS_URI}?prefix=t{run}",
-            "offline_log": {"catalog_uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": str(tmp_path / "wh")},
-            "flink": {"checkpoint_dir": str(tmp_path / "checkpoints")},
-        },
-        environ={},
-    )
+    config = scratch_cluster_config(tmp_path, f"t{run}")
     job = submit(config, definitions, [TABLE], bounded=True)
     job.wait()
 
