@@ -192,11 +192,7 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
                     if (v instanceof Long && f.agg == Spec.Agg.SUM) {
                         acc.lsum[i] += (Long) v;
                     } else {
-                        double x = ((Number) v).doubleValue();
-                        double s = acc.dsum[i] + x;
-                        acc.dcomp[i] +=
-                                Math.abs(acc.dsum[i]) >= Math.abs(x) ? (acc.dsum[i] - s) + x : (x - s) + acc.dsum[i];
-                        acc.dsum[i] = s;
+                        addCompensated(acc, i, ((Number) v).doubleValue());
                     }
                     break;
                 case DISTINCT:
@@ -256,11 +252,7 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
                     } else if (v instanceof Long && f.agg == Spec.Agg.SUM) {
                         acc.lsum[i] -= (Long) v;
                     } else {
-                        double x = -((Number) v).doubleValue();
-                        double s = acc.dsum[i] + x;
-                        acc.dcomp[i] +=
-                                Math.abs(acc.dsum[i]) >= Math.abs(x) ? (acc.dsum[i] - s) + x : (x - s) + acc.dsum[i];
-                        acc.dsum[i] = s;
+                        addCompensated(acc, i, -((Number) v).doubleValue());
                     }
                     break;
                 case DISTINCT:
@@ -300,6 +292,13 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
                     throw new IllegalStateException("unknown aggregate " + f.agg);
             }
         }
+    }
+
+    /** Neumaier's compensated summation: the rounding error of each addition is kept in dcomp. */
+    private static void addCompensated(Acc acc, int i, double x) {
+        double sum = acc.dsum[i] + x;
+        acc.dcomp[i] += Math.abs(acc.dsum[i]) >= Math.abs(x) ? (acc.dsum[i] - sum) + x : (x - sum) + acc.dsum[i];
+        acc.dsum[i] = sum;
     }
 
     /** The extreme of feature {@code i} left the window: find the new one among the values left. */
