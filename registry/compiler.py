@@ -8,14 +8,12 @@ bindings; everything after them is the same text (a unit test compares it).
 
 The semantics are :mod:`registry.reference`'s (README, "Time semantics"): a windowed value at
 ``T`` covers events in ``(T - W, T]`` and changes only at an event time ``t`` and at ``t + W``.
-The windowed groups of a table are ONE call of the incremental window operator
-(``fs_sliding_windows``, the Java process table function
-``featurestore.flink.windows.SlidingWindows`` in the job's jar) on a view of the events
-partitioned by the entity key: it adds an event at ``t``, retracts it at ``t + W`` from the
-group of window ``W`` and emits a version per changed group (column ``grp``), O(1) state
-operations per event and window (docs/compiler.md says why not Flink's bounded OVER, which is
-O(n) per event). A group the operator does not compute (a column of another value type, or the
-table's 16 slots of a kind used up) keeps the first form: the
+Each windowed group is one call of the incremental window operator (``fs_sliding_windows``, the
+Java process table function ``featurestore.flink.windows.SlidingWindows`` in the job's jar) on
+a view of the events partitioned by the entity key: it adds an event at ``t``, retracts it at
+``t + W`` and emits a version at each, O(1) state operations per event (docs/compiler.md says
+why not Flink's bounded OVER, which is O(n) per event). A group the operator does not compute
+(a column of another value type, more than 8 features of one kind) keeps the first form: the
 events (``__ev = 1``, values set) UNION ALL an *expiry marker* per event (``__ev`` and values
 NULL, row time ``t + W``, read from a second declaration of the same source) in ONE ``OVER
 (PARTITION BY key ORDER BY row time RANGE BETWEEN W - 1ms PRECEDING AND CURRENT ROW)``, where
@@ -64,7 +62,7 @@ PROJECTIONS = "projections"
 # on each new row time: O(n^2) per key, which a heavy user's 30-day window turns into hours.
 SLIDING_WINDOWS = "fs_sliding_windows"
 SLIDING_WINDOWS_CLASS = "featurestore.flink.windows.SlidingWindows"
-_SLOTS = 16  # per kind (BIGINT, DOUBLE, STRING), over all the windowed groups of a table
+_SLOTS = 8
 _KIND = {ValueType.INT64: "l", ValueType.DOUBLE: "d", ValueType.STRING: "s"}
 _AGG = {
     "count": "COUNT",
@@ -167,7 +165,7 @@ class CompiledPlan:
         for group in self.groups:
             if group.window_ms is None:
                 what = "projections (events only)"
-            elif _window_output(self.table) in group.select:
+            elif SLIDING_WINDOWS in group.select:
                 what = f"window {format_duration(group.window_ms)}: incremental operator (in at t, out at t + window)"
             else:
                 what = f"window {format_duration(group.window_ms)}: events + expiry markers at t + window"
@@ -233,31 +231,25 @@ def _branch(
 
 
 def _sliding_spec(
-    window_ms: int,
-    features: Sequence[Feature],
-    values: dict[str, ValueType],
-    schema: TableSchema,
-    used: dict[str, int],
+    window_ms: int, features: Sequence[Feature], values: dict[str, ValueType], schema: TableSchema
 ) -> tuple[str, dict[str, str]] | None:
-    """A window group's part of the SlidingWindows call's spec and each feature's output slot
-    (taken from ``used``, the slots of the table's groups so far), or None when a feature is one
-    the operator does not compute (a column of another type, min/max of a string) or the table's
-    slots of a kind are used up: the group then keeps the OVER form."""
+    """The SlidingWindows call's spec for a window group and each feature's output slot, or None
+    when a feature is one the operator does not compute (a column of another type, min/max of a
+    string, more than 8 features of one kind): the group then keeps the OVER form."""
     parts = [str(int(window_ms))]
-    taken = dict(used)
+    used = {"l": 0, "d": 0, "s": 0}
     slots: dict[str, str] = {}
     for feature in features:
         kind = "" if feature.column is None else _KIND.get(values[feature.column])
         if kind is None or (feature.agg in ("min", "max") and kind == "s"):
             return None
         out = _KIND.get(schema.feature(feature.name).dtype)
-        if out is None or taken[out] >= _SLOTS:
+        if out is None or used[out] >= _SLOTS:
             return None
-        slot = f"{out}{taken[out]}"
-        taken[out] += 1
+        slot = f"{out}{used[out]}"
+        used[out] += 1
         parts.append(f"{_AGG[feature.agg]},{feature.column or ''},{kind},{slot}")
         slots[feature.name] = slot
-    used.update(taken)
     return ";".join(parts), slots
 
 
@@ -309,17 +301,13 @@ def _names(table: str) -> tuple[str, str]:
 def _plain(text: str) -> str:
     """A string literal of validated names and numbers (a PTF's scalar arguments must be literals;
     U&'' escapes, :func:`flink_sql.literal`, would make the plan unreadable)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.,;|-]*", text):
+    if not re.fullmatch(r"[A-Za-z0-9_.,;-]*", text):
         raise ValidationError(f"unexpected characters in a generated argument: {text!r}")
     return f"'{text}'"
 
 
 def _window_input(table: str) -> str:
     return f"__window_input_{table}"
-
-
-def _window_output(table: str) -> str:
-    return f"__windows_{table}"
 
 
 def compile_table(
@@ -358,15 +346,10 @@ def compile_table(
     by_window: dict[int | None, list[Feature]] = {}
     for feature in table.features:
         by_window.setdefault(feature.window_ms, []).append(feature)
-    # The windowed groups the operator computes: one operator per table (one copy of the events
-    # in state, one timer per event time and window); each group reads its rows (grp = index).
-    sliding: dict[int, tuple[int, dict[str, str]]] = {}
-    group_specs: list[str] = []
-    used = {"l": 0, "d": 0, "s": 0}
-    for w in sorted(w for w in by_window if w is not None):
-        if (part := _sliding_spec(w, by_window[w], values, schema, used)) is not None:
-            sliding[w] = (len(group_specs), part[1])
-            group_specs.append(part[0])
+    sliding: dict[int, tuple[str, dict[str, str]]] = {}
+    for w, fs in by_window.items():
+        if w is not None and (operator_call := _sliding_spec(w, fs, values, schema)) is not None:
+            sliding[w] = operator_call
     windows = sorted(w for w in by_window if w is not None)
     # Expiry markers (a second read of the source, row time t + W) only for the OVER groups.
     marker_tables = {w: f"{marker_prefix}{group_name(w)}" for w in windows if w not in sliding}
@@ -416,25 +399,23 @@ def compile_table(
             f" AS '{SLIDING_WINDOWS_CLASS}' LANGUAGE JAVA",
             f"CREATE TEMPORARY VIEW {q(_window_input(table.name))} AS\n"
             + _branch(events_table, keys, values, source, where, marker_ms=None),
-            f"CREATE TEMPORARY VIEW {q(_window_output(table.name))} AS\n"
-            f"SELECT * FROM {q(SLIDING_WINDOWS)}(\n"
-            f"  input => TABLE {q(_window_input(table.name))} PARTITION BY {key_list},\n"
-            f"  on_time => DESCRIPTOR({q(ROWTIME)}),\n"
-            f"  spec => {_plain('|'.join(group_specs))},\n"
-            f"  uid => {_plain(f'{table.name}-windows')}\n)",
         ]
     groups = []
     for window_ms, features in sorted(by_window.items(), key=lambda kv: (kv[0] is not None, kv[0] or 0)):
         name = group_name(window_ms)
         if window_ms is not None and window_ms in sliding:
-            index, slots = sliding[window_ms]
+            operator_spec, slots = sliding[window_ms]
             outputs = ",\n  ".join(
                 f"CAST({q(slots[f.name])} AS {flink_sql_type(schema.feature(f.name).dtype)}) AS {q(f.name)}"
                 for f in features
             )
             select = (
                 f"SELECT {key_list}, {q(VERSION_MS)}, {q(SEQ)},\n  {outputs}\n"
-                f"FROM {q(_window_output(table.name))}\nWHERE {q('grp')} = {index}"
+                f"FROM {q(SLIDING_WINDOWS)}(\n"
+                f"  input => TABLE {q(_window_input(table.name))} PARTITION BY {key_list},\n"
+                f"  on_time => DESCRIPTOR({q(ROWTIME)}),\n"
+                f"  spec => {_plain(operator_spec)},\n"
+                f"  uid => {_plain(f'{table.name}-{name}')}\n)"
             )
         else:
             branches = [_branch(events_table, keys, values, source, where, marker_ms=None)]

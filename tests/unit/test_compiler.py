@@ -40,9 +40,8 @@ def test_one_group_per_window_size(ctr) -> None:  # type: ignore[no-untyped-def]
     assert sum(len(g.features) for g in plan.groups) == len(table.features)
 
 
-def test_windowed_groups_read_one_incremental_operator_without_markers(ctr) -> None:  # type: ignore[no-untyped-def]
+def test_windowed_groups_run_the_incremental_operator_without_markers(ctr) -> None:  # type: ignore[no-untyped-def]
     plan = compile_table(ctr, "user_click_features", "batch", history_root=ROOT)
-    windowed = [g for g in plan.groups if g.window_ms is not None]
     for group in plan.groups:
         if group.window_ms is None:  # projections: LAST_VALUE over UNBOUNDED PRECEDING, O(1) per row
             assert "UNION ALL" not in group.select and "__expiry_" not in group.select
@@ -50,30 +49,45 @@ def test_windowed_groups_read_one_incremental_operator_without_markers(ctr) -> N
             assert group.select.count("OVER w") == len(group.features)
         else:
             assert "OVER" not in group.select
-            assert "FROM `__windows_user_click_features`\nWHERE `grp` = " in group.select
+            assert "`fs_sliding_windows`(" in group.select
+            assert f"spec => '{group.window_ms};" in group.select
+            assert f"uid => 'user_click_features-{group.name}'" in group.select
             for feature in group.features:
                 assert f" AS `{feature}`" in group.select
-    indices = [int(g.select.rsplit("= ", 1)[1]) for g in windowed]
-    assert indices == list(range(len(windowed)))
     assert not [d for d in plan.source_ddl if "`__expiry_" in d.split("(")[0]]  # the source is read once
     function = "CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS `fs_sliding_windows`"
     assert sum(function in d for d in plan.operator_ddl) == 1
-    (call,) = [d for d in plan.operator_ddl if "`fs_sliding_windows`(" in d]  # one operator per table
-    assert "uid => 'user_click_features-windows'" in call
-    assert "PARTITION BY `user_id`" in call and "on_time => DESCRIPTOR(`__rt`)" in call
 
 
-def test_the_operators_spec_names_each_groups_window_and_features(ctr) -> None:  # type: ignore[no-untyped-def]
+def test_the_operators_spec_names_each_features_aggregate_column_and_slot(ctr) -> None:  # type: ignore[no-untyped-def]
     plan = compile_table(ctr, "user_click_features", "stream", kafka_bootstrap=KAFKA)
-    (call,) = [d for d in plan.operator_ddl if "`fs_sliding_windows`(" in d]
-    spec = call.split("spec => '")[1].split("'")[0]
-    groups = spec.split("|")
-    assert [int(g.split(";")[0]) for g in groups] == sorted(g.window_ms for g in plan.groups if g.window_ms)
-    assert "86400000;COUNT,,,l1;AVG,dwell_ms,l,d0;MAX,dwell_ms,l,l2" in groups
-    slots = [part.rsplit(",", 1)[1] for g in groups for part in g.split(";")[1:]]
-    assert len(slots) == len(set(slots))  # every feature of the table has a slot of its own
     day = next(g for g in plan.groups if g.name == "w_1d")
+    assert "spec => '86400000;COUNT,,,l0;AVG,dwell_ms,l,d0;MAX,dwell_ms,l,l1'" in day.select
     assert "CAST(`d0` AS DOUBLE) AS `user_avg_dwell_1d`" in day.select
+    week = next(g for g in plan.groups if g.name == "w_1w")
+    assert "DISTINCT,item_id,s,l0" in week.select
+
+
+def _with_features(ctr, *features: Feature):  # type: ignore[no-untyped-def]
+    table = ctr.feature_table("user_click_features")
+    table = table.model_copy(update={"features": (*table.features, *features)})
+    objects = [table if o.name == table.name and isinstance(o, FeatureTable) else o for o in ctr.objects()]
+    return build(objects, project=ctr.project)
+
+
+def test_a_group_the_operator_does_not_compute_keeps_the_over_window_and_its_markers(ctr) -> None:  # type: ignore[no-untyped-def]
+    # nine BIGINT features in one window: the operator has eight BIGINT slots
+    many = [Feature(name=f"clicks_{i}_1h", agg="count", window="1h") for i in range(9)]
+    defs = _with_features(ctr, *many, Feature(name="clicks_2h", agg="count", window="2h"))
+    plan = compile_table(defs, "user_click_features", "batch", history_root=ROOT)
+    hour = next(g for g in plan.groups if g.name == "w_1h")
+    two = next(g for g in plan.groups if g.name == "w_2h")
+    assert hour.select.count("UNION ALL") == 1 and "+ 3600000 AS `__vt`" in hour.select
+    assert interval(3_600_000 - 1) + " PRECEDING" in hour.select
+    assert hour.select.count("OVER w") == 9
+    assert "`fs_sliding_windows`(" in two.select
+    markers = [d for d in plan.source_ddl if "`__expiry_" in d.split("(")[0]]
+    assert len(markers) == 1 and "w_1h" in markers[0].split("(")[0]
 
 
 def test_text_after_the_source_is_the_same_for_both_bindings(ctr) -> None:  # type: ignore[no-untyped-def]

@@ -82,8 +82,8 @@ def test_view_has_every_column_the_compiled_queries_read(defs: Definitions) -> N
         plan = compile_table(defs, table, "stream", kafka_bootstrap=BOOTSTRAP)
         for group in plan.groups:
             branch = group.select.split("UNION ALL")[0]  # the events branch
-            if "`__windows_" in group.select:  # the incremental operator reads its input view
-                branch = next(d for d in plan.operator_ddl if d.startswith("CREATE TEMPORARY VIEW `__window_input"))
+            if "`fs_sliding_windows`(" in group.select:  # the incremental operator reads its input view
+                branch = next(d for d in plan.operator_ddl if d.startswith("CREATE TEMPORARY VIEW"))
                 branch = branch.split(" AS\n", 1)[1]
             assert f"FROM `__events_{table}`" in branch
             used = set(re.findall(r"`([^`]+)`", branch)) - {f"__events_{table}"}
@@ -94,9 +94,9 @@ def test_view_has_every_column_the_compiled_queries_read(defs: Definitions) -> N
 def test_late_filter_is_not_of_the_compilers_on_time_filter(defs: Definitions) -> None:
     plan = compile_table(defs, "user_click_features", "stream", kafka_bootstrap=BOOTSTRAP)
     for group in plan.groups:
-        incremental = "`__windows_" in group.select  # reads the operator's input view
+        incremental = "`fs_sliding_windows`(" in group.select  # reads the operator's input view
         assert group.select.count(flink_sql.ON_TIME) == (0 if incremental else 1 if group.window_ms is None else 2)
-    (operator_input,) = [d for d in plan.operator_ddl if d.startswith("CREATE TEMPORARY VIEW `__window_input")]
+    (operator_input,) = [d for d in plan.operator_ddl if d.startswith("CREATE TEMPORARY VIEW")]
     assert operator_input.count(flink_sql.ON_TIME) == 1
     dead = dead_letters.dead_letter_plan(defs.source("clicks"), feature_table="user_click_features",
                                          events_table="__events_user_click_features", kafka_bootstrap=BOOTSTRAP)

@@ -20,9 +20,9 @@ import java.util.Iterator;
 import java.util.Map;
 
 /**
- * The windowed features of a feature table, every window group at once, computed incrementally
- * per key: for each group, the versions Flink's {@code OVER (RANGE BETWEEN W - 1 ms PRECEDING AND
- * CURRENT ROW)} over the events UNION ALL their expiry markers gives, without its cost.
+ * The features of one window group of a feature table, computed incrementally per key: the
+ * versions Flink's {@code OVER (RANGE BETWEEN W - 1 ms PRECEDING AND CURRENT ROW)} over the events
+ * UNION ALL their expiry markers gives, without its cost.
  *
  * <p>Why. Flink's bounded OVER operator walks every row it holds for the key on every new row
  * time (to retract the ones that left the window): O(n) per event, O(n^2) per key. A user with a
@@ -38,9 +38,8 @@ import java.util.Map;
  * null. {@code last} is the newest non-null value by (event time, seq). The distinct count is
  * exact.
  *
- * <p>How. Each event is kept in a map state under its event time until it leaves the longest
- * window; a timer at t adds it to every group's running aggregates and a timer at t + W retracts
- * it from the group of window W. Each firing emits one row per group it changed ({@code grp}).
+ * <p>How. Each event is kept in a map state under its event time until it leaves the window; a
+ * timer at t activates it (adds it to the running aggregates) and a timer at t + W retracts it.
  * Counts and long sums are exact; double sums are compensated (Neumaier) and reset to 0 when the
  * window has no value left, so rounding never accumulates across empty windows. Late events
  * (behind the watermark) never reach {@code eval}: the framework and the compiled plan's filter
@@ -48,23 +47,19 @@ import java.util.Map;
  *
  * <p>The call: {@code sliding_windows(input => TABLE t PARTITION BY key, on_time =>
  * DESCRIPTOR(__rt), spec => '...', uid => '...')}; {@code spec} is {@link Spec}'s text, written by
- * registry/compiler.py. The output is the group's index and a fixed row of typed slots (16
- * BIGINT, 16 DOUBLE, 16 STRING) the compiled SELECTs filter by group, cast and name.
+ * registry/compiler.py. The output is a fixed row of typed slots (8 BIGINT, 8 DOUBLE, 8 STRING)
+ * the compiled SELECT casts and names.
  */
-@FunctionHint(output = @DataTypeHint(SlidingWindows.OUTPUT))
+@FunctionHint(
+        output =
+                @DataTypeHint(
+                        "ROW<version_ms BIGINT, seq BIGINT,"
+                                + " l0 BIGINT, l1 BIGINT, l2 BIGINT, l3 BIGINT, l4 BIGINT, l5 BIGINT, l6 BIGINT, l7 BIGINT,"
+                                + " d0 DOUBLE, d1 DOUBLE, d2 DOUBLE, d3 DOUBLE, d4 DOUBLE, d5 DOUBLE, d6 DOUBLE, d7 DOUBLE,"
+                                + " s0 STRING, s1 STRING, s2 STRING, s3 STRING, s4 STRING, s5 STRING, s6 STRING, s7 STRING>"))
 public class SlidingWindows extends ProcessTableFunction<Row> {
 
     private static final long serialVersionUID = 1L;
-
-    /** The output row: the group's index, the version's time and seq, then 16 typed slots of each kind. */
-    static final String OUTPUT =
-            "ROW<grp INT, version_ms BIGINT, seq BIGINT, "
-                    + "l0 BIGINT, l1 BIGINT, l2 BIGINT, l3 BIGINT, l4 BIGINT, l5 BIGINT, l6 BIGINT, l7 BIGINT, "
-                    + "l8 BIGINT, l9 BIGINT, l10 BIGINT, l11 BIGINT, l12 BIGINT, l13 BIGINT, l14 BIGINT, l15 BIGINT, "
-                    + "d0 DOUBLE, d1 DOUBLE, d2 DOUBLE, d3 DOUBLE, d4 DOUBLE, d5 DOUBLE, d6 DOUBLE, d7 DOUBLE, "
-                    + "d8 DOUBLE, d9 DOUBLE, d10 DOUBLE, d11 DOUBLE, d12 DOUBLE, d13 DOUBLE, d14 DOUBLE, d15 DOUBLE, "
-                    + "s0 STRING, s1 STRING, s2 STRING, s3 STRING, s4 STRING, s5 STRING, s6 STRING, s7 STRING, "
-                    + "s8 STRING, s9 STRING, s10 STRING, s11 STRING, s12 STRING, s13 STRING, s14 STRING, s15 STRING>";
 
     /** The running aggregates of one key (value state; small: a few numbers per feature). */
     public static class Acc {
@@ -114,9 +109,7 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
         byte[] before = events.get(t);
         events.put(t, spec.append(before, input));
         time.registerOnTime(t);
-        for (long window : spec.windows) {
-            time.registerOnTime(t + window);
-        }
+        time.registerOnTime(t + spec.windowMs);
     }
 
     public void onTimer(
@@ -131,38 +124,30 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
         }
         Spec spec = spec(acc.spec);
         long now = ctx.timeContext(Long.class).time();
-        int groups = spec.windows.length;
-        long[] seq = new long[groups];
-        boolean[] changed = new boolean[groups];
-        java.util.Arrays.fill(seq, Long.MIN_VALUE);
-        for (int g = 0; g < groups; g++) { // events leaving group g's window at now
-            byte[] left = events.get(now - spec.windows[g]);
-            if (left == null) {
-                continue;
-            }
+        long seq = Long.MIN_VALUE;
+        boolean changed = false;
+        long leaving = now - spec.windowMs;
+        byte[] left = events.get(leaving);
+        if (left != null) {
             for (Spec.Event e : spec.decode(left)) {
-                retract(spec, acc, extremes, distinct, e, now, g);
-                seq[g] = Math.max(seq[g], e.seq);
+                retract(spec, acc, extremes, distinct, e, now);
+                seq = Math.max(seq, e.seq);
             }
-            changed[g] = true;
+            events.remove(leaving);
+            changed = true;
         }
-        events.remove(now - spec.longest); // out of every window now
         byte[] arrived = events.get(now);
         if (arrived != null) {
             for (Spec.Event e : spec.decode(arrived)) {
-                acc.events++;
-                for (int g = 0; g < groups; g++) {
-                    add(spec, acc, extremes, distinct, e, now, g);
-                    seq[g] = Math.max(seq[g], e.seq);
-                    changed[g] = true;
-                }
+                add(spec, acc, extremes, distinct, e, now);
+                seq = Math.max(seq, e.seq);
             }
+            changed = true;
         }
-        for (int g = 0; g < groups; g++) {
-            if (changed[g]) {
-                collect(output(spec, acc, g, now, seq[g]));
-            }
+        if (!changed) {
+            return;
         }
+        collect(output(spec, acc, now, seq));
         if (acc.events == 0 && events.isEmpty()) {
             ctx.clearAllState(); // an idle key keeps no state
         }
@@ -189,15 +174,10 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
     }
 
     private static void add(
-            Spec spec,
-            Acc acc,
-            MapView<String, Long> extremes,
-            MapView<String, Long> distinct,
-            Spec.Event e,
-            long now,
-            int group)
+            Spec spec, Acc acc, MapView<String, Long> extremes, MapView<String, Long> distinct, Spec.Event e, long now)
             throws Exception {
-        for (int i : spec.groups[group]) {
+        acc.events++;
+        for (int i = 0; i < spec.features.length; i++) {
             Spec.Feature f = spec.features[i];
             Object v = f.column < 0 ? Boolean.TRUE : e.values[f.column];
             if (v == null) {
@@ -250,18 +230,10 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
     }
 
     private static void retract(
-            Spec spec,
-            Acc acc,
-            MapView<String, Long> extremes,
-            MapView<String, Long> distinct,
-            Spec.Event e,
-            long now,
-            int group)
+            Spec spec, Acc acc, MapView<String, Long> extremes, MapView<String, Long> distinct, Spec.Event e, long now)
             throws Exception {
-        if (spec.windows[group] == spec.longest) {
-            acc.events--; // counted while in the longest window
-        }
-        for (int i : spec.groups[group]) {
+        acc.events--;
+        for (int i = 0; i < spec.features.length; i++) {
             Spec.Feature f = spec.features[i];
             Object v = f.column < 0 ? Boolean.TRUE : e.values[f.column];
             if (v == null) {
@@ -312,7 +284,7 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
                     }
                 case LAST:
                     // the newest non-null value left: every other one is older, so none is left
-                    if (acc.has[i] && acc.lastTs[i] <= now - spec.windows[group]) {
+                    if (acc.has[i] && acc.lastTs[i] <= now - spec.windowMs) {
                         acc.has[i] = false;
                     }
                     break;
@@ -368,12 +340,11 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
         }
     }
 
-    private static Row output(Spec spec, Acc acc, int group, long now, long seq) {
-        Row row = Row.withPositions(3 + 3 * Spec.SLOTS);
-        row.setField(0, group);
-        row.setField(1, now);
-        row.setField(2, seq);
-        for (int i : spec.groups[group]) {
+    private static Row output(Spec spec, Acc acc, long now, long seq) {
+        Row row = Row.withPositions(2 + 3 * Spec.SLOTS);
+        row.setField(0, now);
+        row.setField(1, seq);
+        for (int i = 0; i < spec.features.length; i++) {
             Spec.Feature f = spec.features[i];
             Object value;
             switch (f.agg) {
@@ -398,13 +369,13 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
     }
 
     /**
-     * The window groups, {@code |}-separated, each {@code W;agg,column,kind,slot;...}. {@code column} is the input column (empty
+     * A window group: {@code W;agg,column,kind,slot;...}. {@code column} is the input column (empty
      * for count of events), {@code kind} its type (l BIGINT, d DOUBLE, s STRING), {@code slot} the
      * output slot ({@code l3}, {@code d0}, ...). Events are kept as one byte array per event time:
      * per event its seq and the values of the columns the features read.
      */
     static final class Spec {
-        static final int SLOTS = 16;
+        static final int SLOTS = 8;
 
         enum Agg { COUNT, SUM, AVG, MIN, MAX, LAST, DISTINCT }
 
@@ -417,7 +388,7 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
 
             int position() {
                 int base = out == 'l' ? 0 : out == 'd' ? SLOTS : 2 * SLOTS;
-                return 3 + base + slot;
+                return 2 + base + slot;
             }
         }
 
@@ -426,50 +397,39 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
             Object[] values;
         }
 
-        long[] windows; // per group
-        long longest;
-        int[][] groups; // per group, the indices of its features
+        long windowMs;
         String[] columns; // input column names the features read
         char[] kinds;
         Feature[] features;
 
         static Spec parse(String text) {
-            String[] groupTexts = text.split("\\|");
+            String[] parts = text.split(";");
             Spec spec = new Spec();
-            spec.windows = new long[groupTexts.length];
-            spec.groups = new int[groupTexts.length][];
-            java.util.List<Feature> features = new java.util.ArrayList<>();
+            spec.windowMs = Long.parseLong(parts[0]);
+            spec.features = new Feature[parts.length - 1];
             java.util.List<String> columns = new java.util.ArrayList<>();
             java.util.List<Character> kinds = new java.util.ArrayList<>();
-            for (int g = 0; g < groupTexts.length; g++) {
-                String[] parts = groupTexts[g].split(";");
-                spec.windows[g] = Long.parseLong(parts[0]);
-                spec.longest = Math.max(spec.longest, spec.windows[g]);
-                spec.groups[g] = new int[parts.length - 1];
-                for (int i = 1; i < parts.length; i++) {
-                    String[] p = parts[i].split(",", -1);
-                    Feature f = new Feature();
-                    f.agg = Agg.valueOf(p[0]);
-                    if (!p[1].isEmpty()) {
-                        int at = columns.indexOf(p[1]);
-                        if (at < 0) {
-                            columns.add(p[1]);
-                            kinds.add(p[2].charAt(0));
-                            at = columns.size() - 1;
-                        }
-                        f.column = at;
+            for (int i = 1; i < parts.length; i++) {
+                String[] p = parts[i].split(",", -1);
+                Feature f = new Feature();
+                f.agg = Agg.valueOf(p[0]);
+                if (!p[1].isEmpty()) {
+                    int at = columns.indexOf(p[1]);
+                    if (at < 0) {
+                        columns.add(p[1]);
+                        kinds.add(p[2].charAt(0));
+                        at = columns.size() - 1;
                     }
-                    f.kind = p[2].isEmpty() ? 'l' : p[2].charAt(0);
-                    f.out = p[3].charAt(0);
-                    f.slot = Integer.parseInt(p[3].substring(1));
-                    if (f.slot < 0 || f.slot >= SLOTS) {
-                        throw new IllegalArgumentException("slot out of range in " + text);
-                    }
-                    spec.groups[g][i - 1] = features.size();
-                    features.add(f);
+                    f.column = at;
                 }
+                f.kind = p[2].isEmpty() ? 'l' : p[2].charAt(0);
+                f.out = p[3].charAt(0);
+                f.slot = Integer.parseInt(p[3].substring(1));
+                if (f.slot < 0 || f.slot >= SLOTS) {
+                    throw new IllegalArgumentException("slot out of range in " + text);
+                }
+                spec.features[i - 1] = f;
             }
-            spec.features = features.toArray(new Feature[0]);
             spec.columns = columns.toArray(new String[0]);
             spec.kinds = new char[kinds.size()];
             for (int i = 0; i < spec.kinds.length; i++) {
