@@ -192,21 +192,49 @@ def submit(
     windows are warmed from the profile's history before it, Kafka is read from it on, and only
     versions at or after it are written (:class:`registry.compiler.Handover`).
     """
-    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
-
     if history is None and config.kafka is None:
         raise ConfigError(
             "the profile has no kafka section, so there is no stream to ingest",
             hint="use the cluster profile (featurestore services up) or set kafka.bootstrap_servers",
         )
+    if handover_ms is not None and history is not None:
+        raise ConfigError("a hand-over is a live job: give handover_ms or history, not both")
     options = {**flink_options(config.flink), **(extra_options or {})}
-    owns_progress_dir = progress_dir is None
-    progress_dir = progress_dir or tempfile.mkdtemp(prefix="featurestore-job-")
+
+    def build(directory: str) -> IngestJob:
+        return _submit(
+            config, definitions, tables, options, directory, bounded, history, write_range, jars, handover_ms
+        )
+
+    if progress_dir is not None:
+        return build(progress_dir)
+    owned = tempfile.mkdtemp(prefix="featurestore-job-")
+    try:
+        job = build(owned)
+    except BaseException:
+        remove(owned)  # nothing ran: the directory goes with the error
+        raise
+    job.owns_progress_dir = True
+    return job
+
+
+def _submit(
+    config: ProfileConfig,
+    definitions: Definitions,
+    tables: Sequence[str] | None,
+    options: dict[str, str],
+    progress_dir: str,
+    bounded: bool,
+    history: History | None,
+    write_range: WriteRange | None,
+    jars: Sequence[str] | None,
+    handover_ms: int | None,
+) -> IngestJob:
+    from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
+
     env = table_environment(jars, config.flink.parallelism, options)
     inserts: list[str] = []
     if handover_ms is not None:
-        if history is not None:
-            raise ConfigError("a hand-over is a live job: give handover_ms or history, not both")
         write_range = WriteRange(handover_ms, write_range.end_ms if write_range is not None else None)
     where = (write_range or WriteRange()).where()
     plans = []
@@ -240,13 +268,7 @@ def submit(
                 f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n) WHERE {where}"
             )
         plans.append(plan)
-    try:
-        result = execute_inserts(env, inserts)
-    except BaseException:
-        if owns_progress_dir:
-            remove(progress_dir)
-        raise
-    return IngestJob(plans, result, progress_dir, owns_progress_dir)
+    return IngestJob(plans, execute_inserts(env, inserts), progress_dir)
 
 
 def _dead_letters(

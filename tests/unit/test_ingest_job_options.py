@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from featurestore.config import FlinkConfig
 from ingestion.job import WriteRange, flink_options, job_failure
 
@@ -36,3 +38,28 @@ def test_write_ranges_become_sql() -> None:
     assert WriteRange().where() == "TRUE"
     assert WriteRange(5, None).where() == "`version_ms` >= 5"
     assert WriteRange(5, 9).where() == "`version_ms` >= 5 AND `version_ms` < 9"
+
+
+def test_a_submit_that_fails_leaves_no_progress_directory(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import tempfile
+
+    import pytest
+
+    from featurestore.config import load_config
+    from featurestore.errors import ValidationError
+    from ingestion import job
+    from registry.repo import load_repo
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # mkdtemp's default root for this test
+    seen: list[str] = []
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(args[4])  # the progress directory it was given
+        raise ValidationError("no such table")
+
+    monkeypatch.setattr(job, "_submit", failing)
+    config = load_config(tmp_path, profile="local", environ={})
+    definitions = load_repo(Path(__file__).resolve().parents[2] / "examples" / "ctr")
+    with pytest.raises(ValidationError):
+        job.submit(config, definitions, history=job.History(0, 1))
+    assert seen and seen[0].startswith(str(tmp_path)) and not Path(seen[0]).exists()
