@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from featurestore.config import scratch_cluster_config  # noqa: E402
 from featurestore.datagen import CtrLogSpec, generate  # noqa: E402
+from featurestore.kafka_topics import create_topic as create_kafka_topic  # noqa: E402
 from featurestore.keys import encode_key, partition_for  # noqa: E402
 from featurestore.services import manager  # noqa: E402
 from featurestore.services.ports import KAFKA_BOOTSTRAP  # noqa: E402
@@ -66,10 +67,7 @@ def definitions(topic: str, allowed_lateness: str | None = None) -> Any:
 
 
 def create_topic(topic: str) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
-    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(30)
+    create_kafka_topic(KAFKA_BOOTSTRAP, topic, partitions=PARTITIONS, exist_ok=False)
 
 
 def encoder(schema: dict[str, Any]) -> Any:

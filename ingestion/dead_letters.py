@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from featurestore.errors import StoreError, TransientError, ValidationError
+from featurestore.kafka_topics import create_topic
 from featurestore.schema import check_name
 from registry import rules
 from registry.flink_sql import (
@@ -236,20 +237,10 @@ def dead_letter_plan(
 
 def ensure_topic(bootstrap: str, topic: str, *, partitions: int = 1, timeout_s: float = 30.0) -> None:
     """Create ``topic`` unless it exists (run in the driver before the job starts)."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
-        if topic in admin.list_topics(timeout=timeout_s).topics:
-            return
-        for future in admin.create_topics([NewTopic(topic, num_partitions=partitions)]).values():
-            future.result(timeout_s)
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else None
-        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-            return
-        raise TransientError(f"could not create the dead-letter topic {topic!r}: {exc}") from None
+        create_topic(bootstrap, topic, partitions=partitions, exist_ok=True, timeout_s=timeout_s)
+    except TransientError as exc:
+        raise TransientError(f"could not create the dead-letter topic: {exc}") from None
 
 
 def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> pa.Table:

@@ -136,10 +136,10 @@ def produce(topic: str, events: list[dict[str, Any]], partitions: int = PARTITIO
     import io
 
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
-    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
+    from featurestore.kafka_topics import create_topic
+
+    create_topic(KAFKA_BOOTSTRAP, topic, partitions=partitions, exist_ok=False)
     producer = Producer({"bootstrap.servers": KAFKA_BOOTSTRAP, "enable.idempotence": True})
     parsed = fastavro.parse_schema(SCHEMA)
     offsets = [0] * partitions

@@ -147,10 +147,10 @@ def json_stream() -> Stream:
 def produce(topic: str, stream: Stream) -> list[int]:
     """The records in order on a new one-partition topic; returns each one's offset."""
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    from featurestore.kafka_topics import create_topic
+
+    create_topic(KAFKA_BOOTSTRAP, topic, partitions=1, exist_ok=False)
     producer = Producer({"bootstrap.servers": KAFKA_BOOTSTRAP, "enable.idempotence": True})
     offsets: dict[int, int] = {}
     for i, (key, value, _) in enumerate(stream):

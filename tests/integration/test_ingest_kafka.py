@@ -12,10 +12,10 @@ import fastavro
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from featurestore.config import scratch_cluster_config
 from featurestore.datagen import CtrLogSpec, generate
+from featurestore.kafka_topics import create_topic
 from featurestore.keys import encode_key, partition_for
 from featurestore.offline.log import OfflineLog
 from featurestore.services.ports import KAFKA_BOOTSTRAP
@@ -48,9 +48,7 @@ def _definitions(topic: str) -> Definitions:
 
 def _produce(topic: str, schema: dict[str, Any], events: pa.Table) -> None:
     """The events as schemaless Avro on a new topic of PARTITIONS partitions, keyed by user."""
-    admin = AdminClient({"bootstrap.servers": KAFKA_BOOTSTRAP})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)]).values():
-        future.result(30)
+    create_topic(KAFKA_BOOTSTRAP, topic, partitions=PARTITIONS, exist_ok=False)
     parsed = fastavro.parse_schema(schema)
     fields = [f["name"] for f in schema["fields"]]
     errors: list[str] = []

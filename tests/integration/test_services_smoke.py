@@ -33,11 +33,12 @@ def _unique(prefix: str) -> str:
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
+    from featurestore.kafka_topics import create_topic
+
+    create_topic(bootstrap, topic, partitions=partitions, exist_ok=False)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    futures[topic].result(timeout=30)
     metadata = admin.list_topics(topic, timeout=10)
     assert len(metadata.topics[topic].partitions) == partitions
 
