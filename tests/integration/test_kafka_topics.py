@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -39,5 +40,5 @@ def test_an_existing_topic_is_accepted_only_when_asked(kafka: str) -> None:
 def test_an_unreachable_broker_is_named() -> None:
     closed_port = "127.0.0.1:1"
     assert closed_port != KAFKA_BOOTSTRAP
-    with pytest.raises(TransientError, match="127.0.0.1:1"):
+    with pytest.raises(TransientError, match=re.escape(closed_port)):
         create_topic(closed_port, "never_created", timeout_s=2)
