@@ -45,6 +45,7 @@ class OfflineLogConfig(_Strict):
 
 class KafkaConfig(_Strict):
     bootstrap_servers: str = ports.KAFKA_BOOTSTRAP
+    samples_topic_prefix: str = Field("samples.", description="sample table S is produced to <prefix>S")
 
 
 class FlinkConfig(_Strict):

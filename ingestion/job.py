@@ -25,9 +25,11 @@ from featurestore.config import FlinkConfig, ProfileConfig
 from featurestore.errors import ConfigError, TerminalError, ValidationError
 from featurestore.schema import VERSION_MS
 from featurestore.time_semantics import parse_duration_ms
-from registry.compiler import CompiledPlan, Handover, compile_table, history_replay
+from registry.compiler import WATERMARK, CompiledPlan, Handover, compile_table, history_replay
 from registry.flink_sql import q
 from registry.models import Definitions, Source
+from registry.replay_binding import ReplaySpec
+from registry.sample_compiler import compile_samples
 
 from ingestion.progress import Progress, read_progress, remove, wait_closed
 from ingestion.runner import execute_inserts, table_environment
@@ -180,8 +182,12 @@ def submit(
     extra_options: dict[str, str] | None = None,
     progress_dir: str | None = None,
     handover_ms: int | None = None,
+    samples: Sequence[str] | None = None,
 ) -> IngestJob:
     """Compile the tables and submit one job writing to the profile's stores.
+
+    ``samples``: the sample tables the job produces too (:mod:`ingestion.samples`); by default
+    every sample table whose sources have the job's binding when ``tables`` is None, else none.
 
     Live (``history`` None): the Kafka binding; ``bounded`` stops at the offsets that are latest
     when the job starts (tests, catch-up runs). Backfill: the replay of ``history`` from the
@@ -203,7 +209,8 @@ def submit(
 
     def build(directory: str) -> IngestJob:
         return _submit(
-            config, definitions, tables, options, directory, bounded, history, write_range, jars, handover_ms
+            config, definitions, tables, options, directory, bounded, history, write_range, jars, handover_ms,
+            sample_tables(definitions, "stream" if history is None else "batch", samples, default=tables is None),
         )
 
     if progress_dir is not None:
@@ -229,6 +236,7 @@ def _submit(
     write_range: WriteRange | None,
     jars: Sequence[str] | None,
     handover_ms: int | None,
+    samples: Sequence[str] = (),
 ) -> IngestJob:
     from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
 
@@ -256,6 +264,7 @@ def _submit(
                 offline_log=config.offline_log if feature_table.offline else None,
                 progress_dir=progress_dir,
                 group=group.name,
+                watermark=True,
             )
             if group is plan.groups[0]:
                 prepare_stores(spec)
@@ -263,12 +272,81 @@ def _submit(
             sink = f"__done_{name}_{group.name}"
             env.create_temporary_function(function, write_udf(spec))
             env.execute_sql(f"CREATE TEMPORARY TABLE {q(sink)} (n BIGINT) WITH ('connector' = 'blackhole')")
-            arguments = ", ".join(q(c) for c in columns)
+            arguments = ", ".join(q(c) for c in (*columns, WATERMARK))
             inserts.append(
-                f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{group.select}\n) WHERE {where}"
+                f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n"
+                f"{group.select_with_watermark}\n) WHERE {where}"
             )
         plans.append(plan)
+    running = {plan.table: [g.name for g in plan.groups] for plan in plans}
+    for name in samples:
+        inserts.append(_samples(env, config, definitions, name, running, progress_dir, bounded, history, write_range))
     return IngestJob(plans, execute_inserts(env, inserts), progress_dir)
+
+
+def sample_tables(
+    definitions: Definitions, binding: Literal["stream", "batch"], names: Sequence[str] | None, *, default: bool
+) -> list[str]:
+    """The sample tables a job produces: ``names`` (each must have both sources bound), else, when
+    ``default``, every sample table whose base and label sources have the binding."""
+    def bound(source: str) -> bool:
+        found = definitions.source(source)
+        return (found.stream if binding == "stream" else found.batch) is not None
+
+    if names is None:
+        if not default:
+            return []
+        return [t.name for t in definitions.sample_tables if bound(t.base_source) and bound(t.label_source)]
+    for name in names:
+        table = definitions.sample_table(name)
+        for source in (table.base_source, table.label_source):
+            if not bound(source):
+                raise ValidationError(f"sample table {name!r} reads source {source!r}, which has no {binding} binding")
+    return list(names)
+
+
+def _samples(
+    env: Any,
+    config: ProfileConfig,
+    definitions: Definitions,
+    name: str,
+    running: dict[str, list[str]],
+    progress_dir: str,
+    bounded: bool,
+    history: History | None,
+    write_range: WriteRange | None,
+) -> str:
+    """Declare sample table ``name``'s label join and its sink; returns the INSERT."""
+    from featurestore.kafka_topics import create_topic
+
+    from ingestion import samples
+
+    if history is None:
+        assert config.kafka is not None
+        plan = compile_samples(definitions, name, "stream", kafka_bootstrap=config.kafka.bootstrap_servers,
+                               bounded=bounded)
+    else:
+        replay = ReplaySpec(key_fields=(definitions.sample_table(name).join_key,), start_ms=history.replay_from_ms,
+                            end_ms=history.end_ms, partitions=history.partitions)
+        plan = compile_samples(definitions, name, "batch", history_root=config.history, replay=replay)
+    for ddl in plan.statements():
+        env.execute_sql(ddl)
+    bootstrap = config.kafka.bootstrap_servers if config.kafka is not None else None
+    window = write_range or WriteRange()
+    spec = samples.sink_spec(
+        definitions, plan, running=running, versioned_store=config.versioned_store,
+        offline_log=config.offline_log, kafka_bootstrap=bootstrap, progress_dir=progress_dir,
+        topic_prefix=config.kafka.samples_topic_prefix if config.kafka is not None else "samples.",
+        write_start_ms=window.start_ms, write_end_ms=window.end_ms,
+    )
+    samples.ensure_table(config.offline_log, spec)
+    if bootstrap is not None:
+        create_topic(bootstrap, spec.topic, exist_ok=True)
+    function, sink = f"__write_samples_{name}", f"__samples_done_{name}"
+    env.create_temporary_function(function, samples.write_udf(spec))
+    env.execute_sql(f"CREATE TEMPORARY TABLE {q(sink)} (n BIGINT) WITH ('connector' = 'blackhole')")
+    arguments = ", ".join(q(c) for c in plan.arrow_schema.names)
+    return f"INSERT INTO {q(sink)} SELECT {q(function)}({arguments}) FROM (\n{plan.select}\n)"
 
 
 def _dead_letters(

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 WRITE_EVERY_S = 1.0
+WATERMARK_EVERY_S = 0.2
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class ProgressWriter:
     group: str
     rows: int = 0
     newest_ms: int | None = None
+    watermark_ms: int | None = None  # every version at or before it has been written
     closed: bool = False
     _path: Path = field(init=False)
     _last_write: float = field(default=0.0, init=False)
@@ -49,11 +51,17 @@ class ProgressWriter:
         self._path = Path(self.directory) / name
         self.flush()  # the driver sees this instance from its start, so it can wait for its close
 
-    def add(self, rows: int, newest_ms: int | None) -> None:
+    def add(self, rows: int, newest_ms: int | None, watermark_ms: int | None = None) -> None:
+        """Count ``rows`` written; ``watermark_ms``: the operator's watermark when it emitted the
+        newest of them (a sample sink waits for it, so an advance is reported sooner)."""
         self.rows += rows
         if newest_ms is not None and (self.newest_ms is None or newest_ms > self.newest_ms):
             self.newest_ms = newest_ms
-        if time.monotonic() - self._last_write >= WRITE_EVERY_S:
+        every = WRITE_EVERY_S
+        if watermark_ms is not None and (self.watermark_ms is None or watermark_ms > self.watermark_ms):
+            self.watermark_ms = watermark_ms
+            every = WATERMARK_EVERY_S
+        if time.monotonic() - self._last_write >= every:
             self.flush()
 
     def flush(self) -> None:
@@ -63,6 +71,7 @@ class ProgressWriter:
             "group": self.group,
             "rows": self.rows,
             "newest_ms": self.newest_ms,
+            "watermark_ms": self.watermark_ms,
             "closed": self.closed,
         }
         temporary = self._path.with_suffix(".tmp")
@@ -84,6 +93,10 @@ class Progress:
     rows: dict[tuple[str, str], int]
     newest_ms: dict[tuple[str, str], int]
     open_sinks: tuple[str, ...] = ()  # "table.group" of each instance that has not closed yet
+    #: per (table, group): the oldest watermark of its open instances (a closed one is complete:
+    #: ``CLOSED``), None while one has reported none; with ``instances`` per group.
+    watermark_ms: dict[tuple[str, str], int | None] = field(default_factory=dict)
+    instances: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -98,9 +111,15 @@ class Progress:
         return min(self.newest_ms.values())
 
 
+#: The watermark of a sink instance that has closed: it has written everything it will.
+CLOSED = 1 << 62
+
+
 def read_progress(directory: str | os.PathLike[str]) -> Progress:
     rows: dict[tuple[str, str], int] = {}
     newest: dict[tuple[str, str], int] = {}
+    watermarks: dict[tuple[str, str], int | None] = {}
+    instances: dict[tuple[str, str], int] = {}
     open_sinks: list[str] = []
     root = Path(directory)
     if root.is_dir():
@@ -113,9 +132,14 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
             rows[key] = rows.get(key, 0) + int(record["rows"])
             if record.get("newest_ms") is not None:
                 newest[key] = max(newest.get(key, int(record["newest_ms"])), int(record["newest_ms"]))
-            if not record.get("closed", False):
+            closed = bool(record.get("closed", False))
+            if not closed:
                 open_sinks.append(".".join(key))
-    return Progress(rows, newest, tuple(sorted(open_sinks)))
+            mark = CLOSED if closed else record.get("watermark_ms")
+            before = watermarks.get(key, CLOSED) if key in instances else CLOSED
+            watermarks[key] = None if mark is None or before is None else min(int(mark), before)
+            instances[key] = instances.get(key, 0) + 1
+    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances)
 
 
 def wait_closed(directory: str | os.PathLike[str], timeout_s: float, poll_s: float = 0.1) -> Progress:

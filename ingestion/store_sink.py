@@ -48,6 +48,9 @@ class SinkSpec:
     offline_log: OfflineLogConfig | None
     progress_dir: str | None = None  # where to report rows written (ingestion.progress)
     group: str = ""
+    #: the UDF gets one more argument after ``columns``: the operator's watermark when it emitted
+    #: the row (``registry.compiler.WATERMARK``), reported to the progress directory
+    watermark: bool = False
 
     def arrow_schema(self) -> pa.Schema:
         full = self.schema.arrow_schema()
@@ -87,6 +90,10 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             self._progress = ProgressWriter(spec.progress_dir, spec.schema.name, spec.group)
 
     def eval(self, *columns: pd.Series) -> pd.Series:
+        watermark_ms = None
+        if self.spec.watermark:
+            watermark_ms = max_millis(columns[-1])
+            columns = columns[:-1]
         batch = to_arrow(self.spec, columns)
         if batch.num_rows:
             if self._store is not None:
@@ -97,7 +104,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
                 self._offline.add(batch)
             if self._progress is not None:
                 newest = pc.max(batch.column(VERSION_MS)).as_py()
-                self._progress.add(batch.num_rows, newest)
+                self._progress.add(batch.num_rows, newest, watermark_ms)
         return pd.Series([1] * len(columns[0]), dtype="int64")
 
     def close(self) -> None:
@@ -140,6 +147,15 @@ def prepare_stores(spec: SinkSpec) -> None:
         online.close()
     if spec.offline_log is not None:
         OfflineLog(spec.offline_log).ensure_table(spec.schema)
+
+
+def max_millis(timestamps: pd.Series) -> int | None:
+    """The newest of a column of TIMESTAMP_LTZ values (pandas datetimes, NaT for null) in epoch ms."""
+    array = pa.Array.from_pandas(timestamps)
+    if not pa.types.is_timestamp(array.type):
+        array = array.cast(pa.timestamp("ms", tz="UTC"))
+    newest = pc.max(array.cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())).as_py()
+    return None if newest is None else int(newest)
 
 
 def to_arrow(spec: SinkSpec, columns: Sequence[pd.Series]) -> pa.Table:

@@ -56,6 +56,9 @@ Binding = Literal["stream", "batch"]
 EVENT_FLAG = "__ev"
 VERSION_TIME = "__vt"
 PROJECTIONS = "projections"
+#: ``GroupPlan.select_with_watermark``'s extra column: the watermark (TIMESTAMP_LTZ(3), null before
+#: the first) at the operator when it emitted the row, so every version at or before it was emitted.
+WATERMARK = "__wm"
 
 # The incremental window operator (backfill/java: featurestore.flink.windows.SlidingWindows), a
 # process table function in the job's jar. Flink's bounded OVER re-reads every row the key holds
@@ -122,6 +125,7 @@ class GroupPlan:
     sink_ddl: str | None
     sink_directory: str | None
     arrow_schema: pa.Schema
+    select_with_watermark: str = ""  # ``select`` plus :data:`WATERMARK`, the operator's watermark
 
     @property
     def insert(self) -> str:
@@ -409,8 +413,9 @@ def compile_table(
                 f"CAST({q(slots[f.name])} AS {flink_sql_type(schema.feature(f.name).dtype)}) AS {q(f.name)}"
                 for f in features
             )
+            rowtime = "rowtime"  # the column a PTF called with on_time adds to its output
             select = (
-                f"SELECT {key_list}, {q(VERSION_MS)}, {q(SEQ)},\n  {outputs}\n"
+                f"SELECT {key_list}, {q(VERSION_MS)}, {q(SEQ)},\n  {outputs}{{watermark}}\n"
                 f"FROM {q(SLIDING_WINDOWS)}(\n"
                 f"  input => TABLE {q(_window_input(table.name))} PARTITION BY {key_list},\n"
                 f"  on_time => DESCRIPTOR({q(ROWTIME)}),\n"
@@ -425,12 +430,17 @@ def compile_table(
                 branches.append(_branch(marker_tables[window_ms], keys, values, source, where, marker_ms=window_ms))
                 frame = f"{flink_sql.interval(window_ms - 1)} PRECEDING"
             aggregates = ",\n  ".join(_aggregate(f, schema.feature(f.name).dtype) for f in features)
+            rowtime = ROWTIME
             select = (
                 f"SELECT {key_list}, {q(VERSION_TIME)} AS {q(VERSION_MS)}, {q(SEQ_COLUMN)} AS {q(SEQ)},\n"
-                f"  {aggregates}\n"
+                f"  {aggregates}{{watermark}}\n"
                 f"FROM (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
                 f"WINDOW w AS (PARTITION BY {key_list} ORDER BY {q(ROWTIME)} RANGE BETWEEN {frame} AND CURRENT ROW)"
             )
+        # The watermark where a version leaves its operator: every version at or before it has
+        # been emitted already (ingestion's sinks report it; the sample sink waits for it).
+        watermarked = select.replace("{watermark}", f",\n  CURRENT_WATERMARK({q(rowtime)}) AS {q(WATERMARK)}")
+        select = select.replace("{watermark}", "")
         columns = {*schema.key_names, VERSION_MS, SEQ, *(f.name for f in features)}
         arrow = pa.schema([f for f in schema.arrow_schema() if f.name in columns])
         sink_table = sink_ddl = directory = None
@@ -441,7 +451,10 @@ def compile_table(
             sink_ddl = sink.ddl(sink_table, sink_columns, table.name, name)
             directory = sink.directory(table.name, name)
         groups.append(
-            GroupPlan(name, window_ms, tuple(f.name for f in features), select, sink_table, sink_ddl, directory, arrow)
+            GroupPlan(
+                name, window_ms, tuple(f.name for f in features), select, sink_table, sink_ddl, directory, arrow,
+                watermarked,
+            )
         )
     return CompiledPlan(
         table.name,

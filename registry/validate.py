@@ -14,7 +14,7 @@ from typing import Any
 from featurestore.types import ValueType
 from pydantic import ValidationError as PydanticValidationError
 
-from registry import rules
+from registry import rules, sample_compiler
 from registry.avro import Column
 from registry.models import (
     KINDS,
@@ -293,6 +293,9 @@ def _check_sample_table(c: _Checker, table: SampleTable, origin: Origin) -> None
                  f"but {_type(right)} in {label.name!r}")
     if table.label in c.columns[base.name]:
         c.report(table, origin, ("label",), f"label {table.label!r} is already a column of {base.name!r}")
+    if table.label in sample_compiler.RESERVED:
+        c.report(table, origin, ("label",), f"label {table.label!r} is a column every sample has "
+                 f"({', '.join(sample_compiler.RESERVED)})")
     if table.columns is not None:
         for index, name in enumerate(table.columns):
             c.column(table, origin, ("columns", index), base, name)

@@ -59,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -92,6 +93,9 @@ from featurestore.storage.batches import (
 )
 from featurestore.storage.versioned import CellStore
 from featurestore.time_semantics import parse_duration_ms
+
+#: Reopen a pooled connection idle longer than this (the Thrift server closes it at 60 s).
+IDLE_REOPEN_S = 45.0
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +155,7 @@ class HBaseStore(CellStore):
         self._host, self._port, self._timeout_ms = host, port, int(timeout_s * 1000)
         self._pool_size = pool_size
         self._pool: Any = None
+        self._last_used: dict[int, float] = {}  # id(pooled connection) -> when it was last handed back
         self._put_threads = max(1, min(put_threads, pool_size))
         self._put_chunk = max(1, put_chunk)
         self._executor: ThreadPoolExecutor | None = None
@@ -194,7 +199,16 @@ class HBaseStore(CellStore):
                     table_prefix=self.prefix, transport="buffered", protocol="binary",
                 )
             with self._pool.connection() as connection:
-                yield connection
+                # The Thrift server drops a connection idle for 60 s (its socket read timeout):
+                # reopen one that sat in the pool that long instead of failing the next request.
+                last = self._last_used.get(id(connection))
+                if last is not None and time.monotonic() - last > IDLE_REOPEN_S:
+                    connection.close()
+                    connection.open()
+                try:
+                    yield connection
+                finally:
+                    self._last_used[id(connection)] = time.monotonic()
         except FeatureStoreError:
             raise
         except (TimeoutError, OSError, EOFError) as exc:
