@@ -7,6 +7,9 @@ APIs are served by two different servers (``org.apache.hadoop.hbase.thrift.Thrif
 stack runs both (featurestore.services.hbase), with the same transport settings: buffered
 transport, binary protocol.
 
+Reads of many rows, each at its own time (``getMultiple``, one ``TGet`` per row with its time
+range), go through thriftpy2 objects: :meth:`Thrift2Pool.get_multiple`.
+
 Writes do not build thriftpy2 objects: :func:`put_multiple_call` writes the bytes of a whole
 ``putMultiple`` call from Arrow arrays (TBinaryProtocol, strict write, the field ids of the IDL
 below), since a thriftpy2 ``TColumnValue`` per cell was the largest cost of a write on the Python
@@ -24,6 +27,7 @@ import contextlib
 import io
 import struct
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +57,32 @@ enum TDurability {
   ASYNC_WAL = 2,
   SYNC_WAL = 3,
   FSYNC_WAL = 4
+}
+
+struct TTimeRange {
+  1: required i64 minStamp,
+  2: required i64 maxStamp
+}
+
+struct TColumn {
+  1: required binary family,
+  2: optional binary qualifier,
+  3: optional i64 timestamp
+}
+
+struct TGet {
+  1: required binary row,
+  2: optional list<TColumn> columns,
+  3: optional i64 timestamp,
+  4: optional TTimeRange timeRange,
+  5: optional i32 maxVersions
+}
+
+struct TResult {
+  1: optional binary row,
+  2: required list<TColumnValue> columnValues,
+  3: optional bool stale = false
+  4: optional bool partial = false
 }
 
 struct TCellVisibility {
@@ -88,9 +118,18 @@ service THBaseService {
     2: required list<TPut> tputs
   ) throws (1: TIOError io)
 
+  list<TResult> getMultiple(
+    1: required binary table,
+    2: required list<TGet> tgets
+  ) throws (1: TIOError io)
+
   TThriftServerType getThriftServerType()
 }
 """
+
+#: A connection idle longer than this is closed, not reused: the Thrift2 server drops connections
+#: idle for 60 s (its socket read timeout), and the next call on one would fail.
+IDLE_S = 45.0
 
 _module: Any = None
 _module_lock = threading.Lock()
@@ -225,6 +264,28 @@ class _Connection:
         if result.io is not None:
             raise result.io
 
+    def call(self, method: str, **arguments: Any) -> Any:
+        """A call built by thriftpy2 (``<method>_args``); returns ``success``, raises ``io``."""
+        from thriftpy2.thrift import TApplicationException, TMessageType
+
+        service = thrift2().THBaseService
+        self._protocol.write_message_begin(method, TMessageType.CALL, 0)
+        getattr(service, f"{method}_args")(**arguments).write(self._protocol)
+        self._protocol.write_message_end()
+        self._transport.flush()
+        _, kind, _ = self._protocol.read_message_begin()
+        if kind == TMessageType.EXCEPTION:
+            error = TApplicationException()
+            error.read(self._protocol)
+            self._protocol.read_message_end()
+            raise error
+        result = getattr(service, f"{method}_result")()
+        result.read(self._protocol)
+        self._protocol.read_message_end()
+        if getattr(result, "io", None) is not None:
+            raise result.io
+        return result.success
+
     def close(self) -> None:
         self._transport.close()
 
@@ -240,19 +301,37 @@ class Thrift2Pool:
 
     def __init__(self, host: str, port: int, size: int, timeout_ms: int) -> None:
         self.host, self.port, self._size, self._timeout_ms = host, port, size, timeout_ms
-        self._idle: list[_Connection] = []
+        self._idle: list[tuple[_Connection, float]] = []  # with when each was last used
         self._lock = threading.Lock()
 
     def put_multiple(self, call: bytes) -> None:
         """Send one ``putMultiple`` call written by :func:`put_multiple_call`."""
+        self._with_connection(lambda client: client.put_multiple(call))
+
+    def get_multiple(self, table: bytes, gets: list[Any]) -> list[Any]:
+        """``getMultiple``: one ``TResult`` per ``TGet`` (build them with :func:`thrift2`), in order."""
+        result: list[Any] = self._with_connection(lambda client: client.call("getMultiple", table=table, tgets=gets))
+        return result
+
+    def _with_connection(self, action: Any) -> Any:
+        """``action(connection)`` on an idle connection (a new one if none, or if the idle one sat
+        longer than ``IDLE_S``: the server closes those); a connection that failed is dropped."""
+        now = time.monotonic()
+        client = None
         with self._lock:
-            client = self._idle.pop() if self._idle else None
+            while self._idle:
+                candidate, since = self._idle.pop()
+                if now - since <= IDLE_S:
+                    client = candidate
+                    break
+                candidate.close()
         if client is None:
             client = _Connection(self.host, self.port, self._timeout_ms)
         ok = False
         try:
-            client.put_multiple(call)
+            value = action(client)
             ok = True
+            return value
         except thrift2().TIOError:
             ok = True  # an error HBase reported: the connection itself is fine
             raise
@@ -261,7 +340,7 @@ class Thrift2Pool:
             if ok:
                 with self._lock:
                     if len(self._idle) < self._size:
-                        self._idle.append(client)
+                        self._idle.append((client, time.monotonic()))
                         keep = True
             if not keep:
                 client.close()
@@ -269,5 +348,5 @@ class Thrift2Pool:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for client in idle:
+        for client, _ in idle:
             client.close()
