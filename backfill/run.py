@@ -25,7 +25,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from featurestore.config import ProfileConfig
 from featurestore.errors import ValidationError
@@ -83,6 +83,7 @@ class BackfillResult:
     seconds: float
     versions: int
     versions_by_table: dict[str, int]
+    samples_by_table: dict[str, int] = field(default_factory=dict)
 
 
 def _day_ms(value: dt.date | dt.datetime | int, what: str) -> int:
@@ -121,8 +122,10 @@ def run_backfill(
     on_progress: Callable[[BackfillProgress], None] | None = None,
     poll_s: float = 1.0,
     extra_options: dict[str, str] | None = None,
+    samples: Sequence[str] = (),
 ) -> BackfillResult:
-    """Run ``plan`` as one Flink job to its end, calling ``on_progress`` every ``poll_s`` seconds."""
+    """Run ``plan`` as one Flink job to its end, calling ``on_progress`` every ``poll_s`` seconds.
+    ``samples``: sample tables to produce too, for the plan's days (``ingestion.samples``)."""
     started = time.perf_counter()
     job = submit(
         config,
@@ -131,6 +134,7 @@ def run_backfill(
         history=History(plan.replay_from_ms, plan.end_ms, partitions),
         write_range=WriteRange(plan.start_ms, plan.end_ms),
         extra_options=extra_options,
+        samples=list(samples),
     )
 
     def report(progress: Progress) -> BackfillProgress:
@@ -161,4 +165,4 @@ def run_backfill(
     by_table: dict[str, int] = {}
     for (table, _), rows in final[0].rows.items():
         by_table[table] = by_table.get(table, 0) + rows
-    return BackfillResult(plan, time.perf_counter() - started, last.versions, by_table)
+    return BackfillResult(plan, time.perf_counter() - started, last.versions, by_table, dict(final[0].samples))

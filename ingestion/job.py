@@ -89,6 +89,7 @@ class IngestJob:
     result: Any
     progress_dir: str
     owns_progress_dir: bool = False  # made by submit(), removed once the job has ended
+    samples: tuple[str, ...] = ()  # the sample tables the job produces
 
     @property
     def job_id(self) -> str:
@@ -281,7 +282,7 @@ def _submit(
     running = {plan.table: [g.name for g in plan.groups] for plan in plans}
     for name in samples:
         inserts.append(_samples(env, config, definitions, name, running, progress_dir, bounded, history, write_range))
-    return IngestJob(plans, execute_inserts(env, inserts), progress_dir)
+    return IngestJob(plans, execute_inserts(env, inserts), progress_dir, samples=tuple(samples))
 
 
 def sample_tables(
@@ -339,7 +340,7 @@ def _samples(
         topic_prefix=config.kafka.samples_topic_prefix if config.kafka is not None else "samples.",
         write_start_ms=window.start_ms, write_end_ms=window.end_ms,
     )
-    samples.ensure_table(config.offline_log, spec)
+    samples.ensure_table(spec)
     if bootstrap is not None:
         create_topic(bootstrap, spec.topic, exist_ok=True)
     function, sink = f"__write_samples_{name}", f"__samples_done_{name}"

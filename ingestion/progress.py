@@ -97,6 +97,7 @@ class Progress:
     #: ``CLOSED``), None while one has reported none; with ``instances`` per group.
     watermark_ms: dict[tuple[str, str], int | None] = field(default_factory=dict)
     instances: dict[tuple[str, str], int] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)  # samples written per sample table
 
     @property
     def total_rows(self) -> int:
@@ -111,6 +112,8 @@ class Progress:
         return min(self.newest_ms.values())
 
 
+#: The group a sample table's sink reports under (its rows are samples, not versions).
+SAMPLES_GROUP = "__samples"
 #: The watermark of a sink instance that has closed: it has written everything it will.
 CLOSED = 1 << 62
 
@@ -120,6 +123,7 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
     newest: dict[tuple[str, str], int] = {}
     watermarks: dict[tuple[str, str], int | None] = {}
     instances: dict[tuple[str, str], int] = {}
+    samples: dict[str, int] = {}
     open_sinks: list[str] = []
     root = Path(directory)
     if root.is_dir():
@@ -129,8 +133,11 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
             except (OSError, ValueError):
                 continue  # replaced while we read it: the next poll gets it
             key = (str(record["table"]), str(record["group"]))
-            rows[key] = rows.get(key, 0) + int(record["rows"])
-            if record.get("newest_ms") is not None:
+            if key[1] == SAMPLES_GROUP:
+                samples[key[0]] = samples.get(key[0], 0) + int(record["rows"])
+            else:
+                rows[key] = rows.get(key, 0) + int(record["rows"])
+            if record.get("newest_ms") is not None and key[1] != SAMPLES_GROUP:
                 newest[key] = max(newest.get(key, int(record["newest_ms"])), int(record["newest_ms"]))
             closed = bool(record.get("closed", False))
             if not closed:
@@ -139,7 +146,7 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
             before = watermarks.get(key, CLOSED) if key in instances else CLOSED
             watermarks[key] = None if mark is None or before is None else min(int(mark), before)
             instances[key] = instances.get(key, 0) + 1
-    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances)
+    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances, samples)
 
 
 def wait_closed(directory: str | os.PathLike[str], timeout_s: float, poll_s: float = 0.1) -> Progress:

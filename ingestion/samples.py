@@ -17,7 +17,7 @@ The compiled label join (:mod:`registry.sample_compiler`) feeds a vectorized Pyt
 3. reads each feature table's values as of ``sample_ms`` from the versioned store (one multi-key
    ``get_as_of`` per table, the sample table's ``as_of`` rule and each table's TTL), the same
    rule the point-in-time export applies to the offline log;
-4. appends the samples to the Iceberg table ``<namespace>._samples_<name>`` and produces each as
+4. appends the samples to the Iceberg sample table (:mod:`featurestore.offline.samples`) and produces each as
    a JSON object to the Kafka topic ``samples.<name>`` (the prefix is the profile's
    ``kafka.samples_topic_prefix``; keyed by the join key) for online
    learning, before the function returns: Flink's checkpoint waits for it (at-least-once).
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from featurestore.config import OfflineLogConfig
-from featurestore.errors import NotFoundError, StoreError
+from featurestore.errors import StoreError
+from featurestore.offline import samples as stored
+from featurestore.offline.samples import SAMPLE_TIME, WRITTEN_AT
 from featurestore.schema import TableSchema
 from featurestore.types import arrow_type
 from registry import rules
@@ -46,14 +47,11 @@ from registry.compiler import group_name
 from registry.models import Definitions
 from registry.sample_compiler import SAMPLE_MS, SAMPLE_SEQ, SamplePlan
 
-from ingestion.progress import ProgressWriter, read_progress
+from ingestion.progress import SAMPLES_GROUP, ProgressWriter, read_progress
 
 logger = logging.getLogger(__name__)
 
-WRITTEN_AT = "written_at"
-SAMPLE_TIME = "sample_time"  # sample_ms as a timestamp: the Iceberg table's day partition
 SETTLE_TIMEOUT_S = 60.0
-_COMMIT_DEADLINE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -91,10 +89,6 @@ class SampleSinkSpec:
 
 def topic_name(sample_table: str, prefix: str = "samples.") -> str:
     return rules.topic_name(f"{prefix}{sample_table}")
-
-
-def iceberg_name(sample_table: str) -> str:
-    return f"_samples_{sample_table}"  # a leading underscore: no feature table can have this name
 
 
 def output_schema(input_schema: pa.Schema, reads: Sequence[FeatureRead]) -> pa.Schema:
@@ -231,79 +225,10 @@ def in_range(spec: SampleSinkSpec, batch: pa.Table) -> pa.Table:
     return batch if mask is None else batch.filter(mask)
 
 
-# ---------------------------------------------------------------------------------------------- Iceberg
-
-
-def _identifier(config: OfflineLogConfig, name: str) -> str:
-    return f"{config.namespace}.{iceberg_name(name)}"
-
-
-def ensure_table(config: OfflineLogConfig, spec: SampleSinkSpec) -> None:
-    """Create the sample table in the offline log's catalog unless it exists, partitioned by day
-    of the sample time (run once, in the driver). New feature columns are added to an existing one."""
-    from featurestore.offline.log import OfflineLog
-    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
-    from pyiceberg.transforms import DayTransform
-
-    catalog = OfflineLog(config).catalog
-    ident = _identifier(config, spec.name)
-    wanted = spec.output_schema()
-    try:
-        table = catalog.load_table(ident)
-    except NoSuchTableError:
-        try:
-            with catalog.create_table_transaction(ident, schema=wanted) as tx, tx.update_spec() as update:
-                update.add_field(SAMPLE_TIME, DayTransform(), "sample_day")
-        except TableAlreadyExistsError:
-            pass
-        return
-    missing = [f for f in wanted if f.name not in table.schema().as_arrow().names]
-    if missing:
-        with table.update_schema() as update:
-            update.union_by_name(pa.schema(missing))
-
-
-def append(config: OfflineLogConfig, name: str, batch: pa.Table) -> None:
-    """Append samples; retries commits lost to concurrent writers until a deadline."""
-    from featurestore.offline.log import OfflineLog
-    from pyiceberg.exceptions import CommitFailedException
-
-    catalog = OfflineLog(config).catalog
-    deadline = time.monotonic() + _COMMIT_DEADLINE_S
-    attempt = 0
-    while True:
-        table = catalog.load_table(_identifier(config, name))
-        try:
-            table.append(batch)
-            return
-        except CommitFailedException:
-            attempt += 1
-            if time.monotonic() >= deadline:
-                where = _identifier(config, name)
-                raise StoreError(f"could not commit samples to {where} ({attempt} attempts)") from None
-            time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.02 * 2**attempt))
-
-
-def read(config: OfflineLogConfig, name: str, *, dedupe: bool = True) -> pa.Table:
-    """The samples of sample table ``name`` in the offline log, in ``sample_seq`` order; ``dedupe``
-    keeps the first written of each ``sample_seq`` (delivery is at-least-once)."""
-    from featurestore.offline.log import OfflineLog
-    from pyiceberg.exceptions import NoSuchTableError
-
-    try:
-        table = OfflineLog(config).catalog.load_table(_identifier(config, name))
-    except NoSuchTableError:
-        raise NotFoundError(
-            f"the offline log has no samples of {name!r} ({_identifier(config, name)})",
-            hint="run featurestore ingest (or a backfill) with the sample table",
-        ) from None
-    data: pa.Table = table.scan().to_arrow()
-    data = data.sort_by([(SAMPLE_SEQ, "ascending"), (WRITTEN_AT, "ascending")])
-    if dedupe and data.num_rows:
-        indexed = data.select([SAMPLE_SEQ]).append_column("__i", pa.array(range(data.num_rows), pa.int64()))
-        first = indexed.group_by([SAMPLE_SEQ], use_threads=False).aggregate([("__i", "min")]).column("__i_min")
-        data = data.take(pc.take(first, pc.sort_indices(first)))
-    return data
+def ensure_table(spec: SampleSinkSpec) -> None:
+    """Create the spec's Iceberg sample table (in the driver, before the job starts)."""
+    if spec.offline_log is not None:
+        stored.ensure_table(spec.offline_log, spec.name, spec.output_schema())
 
 
 # ---------------------------------------------------------------------------------------------- Kafka
@@ -344,7 +269,7 @@ def write_udf(spec: SampleSinkSpec) -> Any:
                 self._producer = Producer({"bootstrap.servers": self.spec.kafka_bootstrap,
                                            "enable.idempotence": True, "linger.ms": 5})
             if self.spec.progress_dir is not None:
-                self._progress = ProgressWriter(self.spec.progress_dir, self.spec.name, "samples")
+                self._progress = ProgressWriter(self.spec.progress_dir, self.spec.name, SAMPLES_GROUP)
 
         def eval(self, *columns: pd.Series) -> pd.Series:
             rows = len(columns[0])
@@ -363,7 +288,7 @@ def write_udf(spec: SampleSinkSpec) -> Any:
                                    self.spec.settle_timeout_s)
                 done = finish(self.spec, attach_features(self.spec, self._store, batch))
                 if self.spec.offline_log is not None:
-                    append(self.spec.offline_log, self.spec.name, done)
+                    stored.append(self.spec.offline_log, self.spec.name, done)
                 if self._producer is not None:
                     self._produce(done)
                 if self._progress is not None:

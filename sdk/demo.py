@@ -33,6 +33,7 @@ from backfill.run import BackfillProgress, plan_backfill, run_backfill
 from featurestore import eventlog
 from featurestore.config import ProfileConfig, load_config
 from featurestore.datagen import CtrLogSpec, generate
+from featurestore.offline import samples as stored_samples
 from featurestore.offline.log import OfflineLog
 from featurestore.pit.engine import ExportOptions, export, get_historical_features
 from featurestore.pit.sources import FeatureSource
@@ -169,7 +170,9 @@ def run_demo(
     offline = OfflineLog(config.offline_log)
     schemas = definitions.table_schemas()
     offline_tables = {}
-    with _step(console, report, "4. Backfill every feature table from history through Flink") as notes:
+    sample_table = definitions.sample_tables[0]
+    training_set = definitions.training_sets[0]
+    with _step(console, report, "4. Backfill every feature table and the samples from history through Flink") as notes:
         start = spec.start
         backfill = plan_backfill(definitions, None, start, start + dt.timedelta(days=days))
         notes.append(
@@ -177,7 +180,7 @@ def run_demo(
             f"{config.history}), one Flink job on a local MiniCluster"
         )
         with _flink_progress(console) as show:
-            result = run_backfill(config, definitions, backfill, on_progress=show)
+            result = run_backfill(config, definitions, backfill, on_progress=show, samples=[sample_table.name])
         report.figures["versions_written"] = result.versions
         report.figures["backfill_events_per_s"] = round(sum(t.num_rows for t in history.values()) / result.seconds)
         for table in definitions.feature_tables:  # loaded after the job: the snapshots it committed
@@ -189,13 +192,27 @@ def run_demo(
             f"({config.versioned_store}) and the Iceberg log ({config.offline_log.warehouse})"
         )
 
-    sample_table = definitions.sample_tables[0]
-    training_set = definitions.training_sets[0]
     with _step(
-        console, report, f"5. Label samples: {sample_table.name} (impression x click within {sample_table.window})"
+        console, report, f"5. Samples: {sample_table.name} (impression x click within {sample_table.window})"
     ) as notes:
-        samples = reference.samples(definitions, sample_table, history["impressions"], history["clicks"])
-        samples = samples.sort_by("ts")
+        produced = stored_samples.read(config.offline_log, sample_table.name)
+        notes.append(
+            f"{produced.num_rows:,} samples from the job's label join (an interval join: positive when the click "
+            f"arrives, negative when the watermark passes the window), features attached as of each impression "
+            f"-> Iceberg {stored_samples.identifier(config.offline_log, sample_table.name)}"
+        )
+        columns = [*(sample_table.columns or definitions.source(sample_table.base_source).columns), sample_table.label]
+        samples = produced.select(columns).sort_by("ts")
+        samples = samples.set_column(
+            samples.column_names.index("ts"), "ts", samples["ts"].cast(history["impressions"].schema.field("ts").type)
+        )
+        oracle = reference.samples(definitions, sample_table, history["impressions"], history["clicks"])
+        expected = dict(zip(oracle["impression_id"].to_pylist(), oracle[sample_table.label].to_pylist(), strict=True))
+        got = dict(zip(samples["impression_id"].to_pylist(), samples[sample_table.label].to_pylist(), strict=True))
+        agree = sum(1 for k, v in got.items() if expected.get(k) == v)
+        report.figures["samples_matching_oracle"] = round(agree / max(1, len(expected), len(got)), 4)
+        notes.append(f"labels equal the independent oracle's for {agree:,} of {len(expected):,} impressions "
+                     f"({samples.num_rows:,} samples)")
         positives = int(pc.sum(samples[sample_table.label]).as_py())
         notes.append(f"{samples.num_rows:,} samples, {positives:,} positives ({positives / samples.num_rows:.2%})")
 

@@ -19,9 +19,11 @@ def _fmt_ms(ms: int) -> str:
 @click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="day after the last (UTC)")
 @click.option("--profile", default=None, help="configuration profile (default: featurestore.yaml's, else local)")
 @click.option("--partitions", type=int, default=None, help="replay partitions (default: the Kafka topic's)")
+@click.option("--samples", "-s", multiple=True, metavar="SAMPLE_TABLE",
+              help="also produce these sample tables' samples of the range, features attached as of each")
 def backfill(
     repo: Path, tables: tuple[str, ...], start: dt.datetime, end: dt.datetime, profile: str | None,
-    partitions: int | None,
+    partitions: int | None, samples: tuple[str, ...],
 ) -> None:
     """Replay history through the live job's plan and write the versions of [--from, --to).
 
@@ -59,7 +61,11 @@ def backfill(
             bar.update(task, completed=p.fraction or 0.0,
                        detail=f"at {_fmt_ms(p.position_ms)}, {p.versions:,} versions, {rate:,.0f}/s{eta}")
 
-        result = run_backfill(config, version.definitions, plan, partitions=partitions, on_progress=show)
+        result = run_backfill(config, version.definitions, plan, partitions=partitions, on_progress=show,
+                              samples=samples)
         bar.update(task, completed=1.0)
     click.echo(f"done in {result.seconds:.1f}s: {result.versions:,} versions written "
                f"({', '.join(f'{t} {n:,}' for t, n in sorted(result.versions_by_table.items()))})")
+    for name, rows in sorted(result.samples_by_table.items()):
+        click.echo(f"  {rows:,} samples of {name} -> the offline log's sample table (featurestore export "
+                   f"--training-set reads them)")

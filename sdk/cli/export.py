@@ -99,10 +99,14 @@ def _export(
         found = definitions.training_set(training_set)
         if as_of is None:
             strict = found.strict
+        if samples is None and found.sample_table is not None:
+            samples, event_time = _stored_samples(fs, found.sample_table)
+            what_samples = f"samples of {found.sample_table} from the offline log, saved as {samples}"
+            click.echo(what_samples)
         if samples is None:
-            stored = f"its sample table {found.sample_table!r}" if found.sample_table else f"source {found.source!r}"
             raise ValidationError(
-                f"--samples is required: the registry defines how {stored} makes samples but stores none",
+                f"--samples is required: training set {training_set!r} makes samples from source "
+                f"{found.source!r}, which stores none",
                 location=f"training set {training_set}",
                 hint="pass --samples with a Parquet file or directory of labelled samples",
             )
@@ -127,6 +131,29 @@ def _export(
     _describe(fs, manifest, written.resolve())
     click.echo(f"  timings: registry {resolved - started:.2f} s, samples check {checked - resolved:.2f} s, "
                f"join + write {done - checked:.2f} s, total {done - started:.2f} s")
+
+
+def _stored_samples(fs: FeatureStore, sample_table: str) -> tuple[Path, str]:
+    """The samples real-time production stored for ``sample_table`` (its base columns and label),
+    saved as a Parquet file under the repo's state directory so the manifest can name them and
+    ``--reproduce`` reads the same rows; with the base source's event-time column."""
+    import datetime as dt
+
+    import pyarrow.parquet as pq
+
+    from featurestore.config import STATE_DIR
+    from featurestore.offline import samples as stored
+
+    definitions = fs.registry.definitions()
+    table = definitions.sample_table(sample_table)
+    base = definitions.source(table.base_source)
+    columns = [*(table.columns or base.columns), table.label]
+    data = stored.read(fs.config.offline_log, sample_table).select(columns)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = fs.repo / STATE_DIR / "exports" / f"{sample_table}.samples.{stamp}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, path)
+    return path, base.event_time
 
 
 def _check_samples(samples: Path, event_time: str, key_columns: Sequence[str]) -> None:

@@ -21,6 +21,7 @@ from featurestore.config import scratch_cluster_config
 from featurestore.datagen import CtrLogSpec, generate
 from featurestore.kafka_topics import create_topic
 from featurestore.keys import encode_key, partition_for
+from featurestore.offline import samples as stored_samples
 from featurestore.offline.log import OfflineLog
 from featurestore.pit.engine import get_historical_features
 from featurestore.pit.sources import FeatureSource
@@ -103,7 +104,7 @@ def test_kafka_samples_equal_the_oracle_and_the_point_in_time_export(services: o
     job.wait()
 
     assert config.offline_log is not None
-    got = sample_sink.read(config.offline_log, SAMPLES)
+    got = stored_samples.read(config.offline_log, SAMPLES)
     # Labels: one sample per impression, positive iff a click of it came within the window.
     expected = reference.samples(definitions, table, impressions, clicks)
     want = {r["impression_id"]: r[table.label] for r in expected.to_pylist()}

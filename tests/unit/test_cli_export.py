@@ -218,8 +218,8 @@ def test_bad_export_inputs_name_what_and_where(repo: Repo, tmp_path: Path) -> No
         "--features", "user_clicks_1d", "--samples", samples, "--out", out)
     assert "no TrainingSet named 'ctr_deepfm_v9'" in repo.fails(
         "--training-set", "ctr_deepfm_v9", "--samples", samples, "--out", out)
-    text = repo.fails("--training-set", "ctr_deepfm_v1", "--out", out)
-    assert "training set ctr_deepfm_v1: --samples is required" in text and "'ctr_samples'" in text
+    text = repo.fails("--training-set", "ctr_deepfm_v1", "--out", out)  # no --samples, none stored yet
+    assert "the offline log has no samples of 'ctr_samples'" in text
 
     # usage errors: click's exit code 2
     assert "exactly one of --training-set" in repo.fails("--samples", samples, "--out", out, exit_code=2)
@@ -288,3 +288,28 @@ def test_the_content_hash_ignores_row_order_and_batches_not_values() -> None:
 
 def test_the_cli_formats_are_the_writers_formats() -> None:
     assert CLI_FORMATS == FORMATS
+
+
+def test_a_training_set_without_samples_reads_the_stored_sample_table(repo: Repo, tmp_path: Path) -> None:
+    from featurestore.offline import samples as stored
+
+    fs = open_store(repo.root)
+    config = fs.config.offline_log
+    fs.close()
+    at = pa.array([NOW - DAY, NOW], pa.int64())
+    written = pa.table({
+        "impression_id": ["a", "b"], "user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "ts": at,
+        "position": pa.array([1, 2], pa.int32()), "device": ["ios", "web"], "clicked": pa.array([1, 0], pa.int32()),
+        "sample_seq": pa.array([7, 8], pa.int64()), "user_clicks_1d": pa.array([2, None], pa.int64()),
+        "sample_time": pa.compute.multiply(at, 1000).cast(pa.timestamp("us", tz="UTC")),
+        "written_at": pa.compute.multiply(at, 1000).cast(pa.timestamp("us", tz="UTC")),
+    })
+    stored.ensure_table(config, "ctr_samples", written.schema)
+    stored.append(config, "ctr_samples", written)
+    stored.append(config, "ctr_samples", written.slice(0, 1))  # delivered twice: read once
+    out = tmp_path / "train.parquet"
+    text = repo.ok("--training-set", "ctr_deepfm_v1", "--out", str(out))
+    assert "samples of ctr_samples from the offline log" in text
+    rows = pq.read_table(out).to_pylist()
+    assert [(r["impression_id"], r["clicked"]) for r in rows] == [("a", 1), ("b", 0)]
+    assert rows[0]["user_clicks_1d"] == 2  # recomputed by the export from the log, as of the sample
