@@ -168,6 +168,12 @@ class SourceDeclaration:
     watermark_delay_ms: int | None = None  # None: the source's allowed lateness
 
 
+def consumer_group(table: str) -> str:
+    """The Kafka consumer group a plan named ``table`` reads with (Flink commits its offsets there
+    on each checkpoint, which is what consumer lag is measured against)."""
+    return f"featurestore.{check_name(table, what='feature table')}"
+
+
 def stream_source(
     source: Source,
     *,
@@ -194,7 +200,7 @@ def stream_source(
         "connector": "kafka",
         "topic": topic,
         "properties.bootstrap.servers": kafka_bootstrap,
-        "properties.group.id": f"featurestore.{check_name(table, what='feature table')}",
+        "properties.group.id": consumer_group(table),
         "scan.startup.mode": "earliest-offset",
         "format": source.stream.format,
     }

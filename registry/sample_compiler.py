@@ -114,7 +114,7 @@ def compile_samples(
             if kafka_bootstrap is None:
                 raise ValidationError("the stream binding needs kafka_bootstrap")
             declaration = flink_sql.stream_source(
-                source, table=f"{table.name}_{'base' if source is base else 'label'}",
+                source, table=f"{table.name}_{'base' if events_table == base_table else 'label'}",
                 kafka_bootstrap=kafka_bootstrap, bounded=bounded, on_event=watermark_on_event,
             )
             source_ddl += flink_sql.checked_stream_tables(source, declaration, events_table=events_table,

@@ -42,3 +42,23 @@ def test_an_unreachable_broker_is_named() -> None:
     assert closed_port != KAFKA_BOOTSTRAP
     with pytest.raises(TransientError, match=re.escape(closed_port)):
         create_topic(closed_port, "never_created", timeout_s=2)
+
+
+def test_consumer_lag_counts_what_the_group_has_not_committed(kafka: str) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from ingestion.status import consumer_lag
+
+    topic = f"topics_{uuid.uuid4().hex[:10]}"
+    create_topic(kafka, topic, partitions=2, exist_ok=False)
+    producer = Producer({"bootstrap.servers": kafka})
+    for i in range(10):
+        producer.produce(topic, b"x", partition=i % 2)
+    assert producer.flush(30) == 0
+    group = f"lag_{uuid.uuid4().hex[:8]}"
+    assert consumer_lag(kafka, topic, group) == 10  # never committed: everything is behind
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 5)], asynchronous=False)
+    consumer.close()
+    assert consumer_lag(kafka, topic, group) == 2
+    assert consumer_lag("127.0.0.1:1", topic, group, timeout_s=1) is None
