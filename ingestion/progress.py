@@ -2,8 +2,8 @@
 
 PyFlink offers a Python job no metrics it can read while the job runs, and the sink functions
 may run in other processes (Python worker processes, TaskManagers). So each sink function
-instance writes ``<dir>/<table>.<group>.<pid>.<id>.json`` when it opens, at most once a second
-while it writes, and when it closes (marked ``closed``): the rows it wrote and the newest version
+instance writes ``<dir>/<table>.<group>.<pid>.<id>.json`` when it opens, after each batch it writes
+and when it closes (marked ``closed``): the rows it wrote and the newest version
 time it saw. The driver sums them (:func:`read_progress`). Files are replaced atomically (write,
 then rename), so a reader never sees half a file.
 
@@ -26,9 +26,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-WRITE_EVERY_S = 1.0
-WATERMARK_EVERY_S = 0.2
-
 logger = logging.getLogger(__name__)
 
 
@@ -44,7 +41,6 @@ class ProgressWriter:
     watermark_ms: int | None = None  # every version at or before it has been written
     closed: bool = False
     _path: Path = field(init=False)
-    _last_write: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         name = f"{self.table}.{self.group}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json"
@@ -53,19 +49,17 @@ class ProgressWriter:
 
     def add(self, rows: int, newest_ms: int | None, watermark_ms: int | None = None) -> None:
         """Count ``rows`` written; ``watermark_ms``: the operator's watermark when it emitted the
-        newest of them (a sample sink waits for it, so an advance is reported sooner)."""
+        newest of them. Reported at once: a sink is called once per Arrow batch (thousands of
+        rows, a store write of tens of ms), so one small file write per call costs little, and a
+        job that writes a burst and then waits must not keep its last batch unreported."""
         self.rows += rows
         if newest_ms is not None and (self.newest_ms is None or newest_ms > self.newest_ms):
             self.newest_ms = newest_ms
-        every = WRITE_EVERY_S
         if watermark_ms is not None and (self.watermark_ms is None or watermark_ms > self.watermark_ms):
             self.watermark_ms = watermark_ms
-            every = WATERMARK_EVERY_S
-        if time.monotonic() - self._last_write >= every:
-            self.flush()
+        self.flush()
 
     def flush(self) -> None:
-        self._last_write = time.monotonic()
         record = {
             "table": self.table,
             "group": self.group,

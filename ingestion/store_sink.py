@@ -104,7 +104,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
                 self._offline.add(batch)
             if self._progress is not None:
                 newest = pc.max(batch.column(VERSION_MS)).as_py()
-                self._progress.add(batch.num_rows, newest, watermark_ms)
+                self._progress.add(batch.num_rows, newest, written_through(watermark_ms, newest))
         return pd.Series([1] * len(columns[0]), dtype="int64")
 
     def close(self) -> None:
@@ -147,6 +147,19 @@ def prepare_stores(spec: SinkSpec) -> None:
         online.close()
     if spec.offline_log is not None:
         OfflineLog(spec.offline_log).ensure_table(spec.schema)
+
+
+def written_through(watermark_ms: int | None, newest_ms: int | None) -> int | None:
+    """The time through which a group has emitted every version, from one batch: the operator's
+    watermark carried by its rows, or one ms before its newest version, whichever is later.
+
+    The second holds because a window group's operator (the incremental operator's timers, Flink's
+    OVER on row time) emits versions in ascending time, and the sink gets them in that order; it
+    matters when a burst of versions is the last for a while: their rows carry the watermark from
+    *before* the advance that released them (null right after a restore), and no later row would
+    report the new one."""
+    candidates = [t for t in (watermark_ms, None if newest_ms is None else newest_ms - 1) if t is not None]
+    return max(candidates, default=None)
 
 
 def max_millis(timestamps: pd.Series) -> int | None:

@@ -100,3 +100,12 @@ def test_range_keeps_samples_of_the_written_days() -> None:
     spec = samples.SampleSinkSpec(**{**spec.__dict__, "write_start_ms": 20, "write_end_ms": 40})
     kept = samples.in_range(spec, _batch([1, 2, 3, 4], [10, 20, 39, 40]))
     assert kept.column(SAMPLE_MS).to_pylist() == [20, 39]
+
+
+def test_a_group_has_written_through_its_watermark_or_just_before_its_newest_version() -> None:
+    from ingestion.store_sink import written_through
+
+    assert written_through(None, None) is None
+    assert written_through(None, 100) == 99  # right after a restore the rows carry no watermark
+    assert written_through(150, 100) == 150
+    assert written_through(50, 100) == 99  # a burst released by a watermark its rows do not carry
