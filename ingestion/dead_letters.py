@@ -355,26 +355,14 @@ def conform(batch: pa.Table, *, written_at_us: int | None = None) -> pa.Table:
 def append(config: OfflineLogConfig, batch: pa.Table) -> int:
     """Append dead letters (already :func:`conform`-ed or not); retries commits lost to concurrent
     writers (each Python worker of each plan appends) until a deadline."""
-    from pyiceberg.exceptions import CommitFailedException
+    from featurestore.offline.log import append_retrying
 
     if batch.num_rows == 0:
         return 0
     data = batch if WRITTEN_AT in batch.column_names else conform(batch)
-    table = _load(config)
-    deadline = time.monotonic() + _COMMIT_DEADLINE_S
-    attempt = 0
-    while True:
-        try:
-            table.append(data)
-            return int(data.num_rows)
-        except CommitFailedException:
-            attempt += 1
-            if time.monotonic() >= deadline:
-                raise StoreError(
-                    f"could not commit dead letters to {_identifier(config)} ({attempt} attempts)"
-                ) from None
-            time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.02 * 2**attempt))
-            table = _load(config)
+    append_retrying(lambda: _load(config), data, what=f"dead letters to {_identifier(config)}",
+                    deadline_s=_COMMIT_DEADLINE_S)
+    return int(data.num_rows)
 
 
 def read(

@@ -182,6 +182,27 @@ class OfflineLog:
             ) from None
 
 
+def append_retrying(load: Callable[[], Table], data: pa.Table, *, what: str,
+                    deadline_s: float = _COMMIT_DEADLINE_S) -> None:
+    """Append ``data`` to the table ``load()`` returns, loading it again and retrying (with a
+    jittered backoff) while concurrent writers win the catalog's compare-and-swap, until
+    ``deadline_s``; then :class:`StoreError` naming ``what``. For tables many workers append to
+    (dead letters, samples) without the version log's batch ids."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    deadline = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        try:
+            load().append(data)
+            return
+        except CommitFailedException:
+            attempt += 1
+            if time.monotonic() >= deadline:
+                raise StoreError(f"could not commit {what} ({attempt} attempts lost to concurrent writers)") from None
+            time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.02 * 2**attempt))
+
+
 def _log_arrow_schema(schema: TableSchema) -> pa.Schema:
     base = schema.arrow_schema()
     at = len(schema.keys) + 2

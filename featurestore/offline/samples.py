@@ -8,19 +8,15 @@ feature table can have the name), partitioned by day of ``sample_time``. Rows ar
 
 from __future__ import annotations
 
-import random
-import time
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.config import OfflineLogConfig
-from featurestore.errors import NotFoundError, StoreError
+from featurestore.errors import NotFoundError
 
 SAMPLE_SEQ = "sample_seq"  # one sample per base event position (registry.sample_compiler's column)
 SAMPLE_TIME = "sample_time"  # the sample's event time as a timestamp: the day partition
 WRITTEN_AT = "written_at"
-_COMMIT_DEADLINE_S = 60.0
 
 
 def identifier(config: OfflineLogConfig, name: str) -> str:
@@ -54,25 +50,11 @@ def ensure_table(config: OfflineLogConfig, name: str, schema: pa.Schema) -> None
 
 def append(config: OfflineLogConfig, name: str, batch: pa.Table) -> None:
     """Append samples; retries commits lost to concurrent writers until a deadline."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    from featurestore.offline.log import OfflineLog
+    from featurestore.offline.log import OfflineLog, append_retrying
 
     catalog = OfflineLog(config).catalog
-    deadline = time.monotonic() + _COMMIT_DEADLINE_S
-    attempt = 0
-    while True:
-        table = catalog.load_table(identifier(config, name))
-        try:
-            table.append(batch)
-            return
-        except CommitFailedException:
-            attempt += 1
-            if time.monotonic() >= deadline:
-                raise StoreError(
-                    f"could not commit samples to {identifier(config, name)} ({attempt} attempts)"
-                ) from None
-            time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.02 * 2**attempt))
+    ident = identifier(config, name)
+    append_retrying(lambda: catalog.load_table(ident), batch, what=f"samples to {ident}")
 
 
 def read(config: OfflineLogConfig, name: str, *, dedupe: bool = True) -> pa.Table:

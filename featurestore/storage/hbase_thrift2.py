@@ -249,42 +249,36 @@ class _Connection:
 
     def put_multiple(self, call: bytes) -> None:
         """Send a call and read its reply, raising what thriftpy2's client would (TIOError, ...)."""
-        from thriftpy2.thrift import TApplicationException, TMessageType
-
         self._socket.write(call)
-        _, kind, _ = self._protocol.read_message_begin()
-        if kind == TMessageType.EXCEPTION:
-            error = TApplicationException()
-            error.read(self._protocol)
-            self._protocol.read_message_end()
-            raise error
-        result = thrift2().THBaseService.putMultiple_result()
-        result.read(self._protocol)
-        self._protocol.read_message_end()
-        if result.io is not None:
-            raise result.io
+        self._reply("putMultiple")
 
     def call(self, method: str, **arguments: Any) -> Any:
         """A call built by thriftpy2 (``<method>_args``); returns ``success``, raises ``io``."""
-        from thriftpy2.thrift import TApplicationException, TMessageType
+        from thriftpy2.thrift import TMessageType
 
-        service = thrift2().THBaseService
         self._protocol.write_message_begin(method, TMessageType.CALL, 0)
-        getattr(service, f"{method}_args")(**arguments).write(self._protocol)
+        getattr(thrift2().THBaseService, f"{method}_args")(**arguments).write(self._protocol)
         self._protocol.write_message_end()
         self._transport.flush()
+        return self._reply(method)
+
+    def _reply(self, method: str) -> Any:
+        """Read the reply to ``method``: its ``success``; the server's TApplicationException or the
+        method's ``io`` error (TIOError) raised."""
+        from thriftpy2.thrift import TApplicationException, TMessageType
+
         _, kind, _ = self._protocol.read_message_begin()
         if kind == TMessageType.EXCEPTION:
             error = TApplicationException()
             error.read(self._protocol)
             self._protocol.read_message_end()
             raise error
-        result = getattr(service, f"{method}_result")()
+        result = getattr(thrift2().THBaseService, f"{method}_result")()
         result.read(self._protocol)
         self._protocol.read_message_end()
         if getattr(result, "io", None) is not None:
             raise result.io
-        return result.success
+        return getattr(result, "success", None)
 
     def close(self) -> None:
         self._transport.close()

@@ -3,6 +3,7 @@ no duplicate visible (HBase versions, Redis latest values and the Iceberg log eq
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,33 +73,15 @@ def test_a_killed_ingestion_job_restarts_from_its_checkpoint_with_nothing_lost(
     first_progress, second_progress = tmp_path / "progress-1", tmp_path / "progress-2"
     first_progress.mkdir()
     second_progress.mkdir()
-    log_path = tmp_path / "first.log"
-    with log_path.open("wb") as log:
-        first = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path), f"k{run}", topic, str(first_progress), ""],
-            env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            written = read_progress(first_progress).total_rows
-            if written > 0 and _latest_checkpoint(tmp_path / "checkpoints") is not None:
-                break
-            if first.poll() is not None:
-                pytest.fail(f"the job ended (exit {first.returncode}) before it could be killed:\n"
-                            f"{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("no checkpoint after versions were written within 240 s")
+    checkpoints = tmp_path / "checkpoints"
+    job = [sys.executable, str(script), str(tmp_path), f"k{run}", topic]
+    with _killed_at_exit([*job, str(first_progress), ""], tmp_path / "first.log", env) as alive:
+        _wait(lambda: read_progress(first_progress).total_rows > 0 and _latest_checkpoint(checkpoints) is not None,
+              alive, 240, "no checkpoint after versions were written")
         # The rest of the stream arrives while the job runs; it is killed while it works through it.
         _produce(topic, definitions.source("clicks").avro_schema, clicks.slice(half), create=False)
         time.sleep(2)
-        os.killpg(first.pid, signal.SIGKILL)  # the driver, its MiniCluster and its Python workers
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    latest = _latest_checkpoint(tmp_path / "checkpoints")
+    latest = _latest_checkpoint(checkpoints)
     assert latest is not None
 
     # The restarted job reads on from the checkpoint's offsets (a restored Kafka split keeps the
@@ -107,30 +91,44 @@ def test_a_killed_ingestion_job_restarts_from_its_checkpoint_with_nothing_lost(
     until = int(pc.max(clicks["ts"]).as_py()) + max(f.window_ms or 0 for f in definitions.feature_table(TABLE).features)
     for tick in (until + DAY_MS, until + 2 * DAY_MS):
         _produce(topic, definitions.source("clicks").avro_schema, _ticks(clicks, tick), create=False)
-    with (tmp_path / "second.log").open("wb") as log:
-        second = subprocess.Popen(
-            [sys.executable, str(script), str(tmp_path), f"k{run}", topic, str(second_progress), latest.as_uri()],
-            env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            marks = read_progress(second_progress).watermark_ms
-            if marks and all(m is not None and m >= until + DAY_MS - 1 for m in marks.values()):
-                break
-            if second.poll() is not None:
-                pytest.fail(f"the restarted job ended (exit {second.returncode}):\n"
-                            f"{(tmp_path / 'second.log').read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"the restarted job did not write through {until} within 300 s: {marks}")
+
+    def written_through_the_end() -> bool:
+        marks = read_progress(second_progress).watermark_ms
+        return bool(marks) and all(m is not None and m >= until + DAY_MS - 1 for m in marks.values())
+
+    with _killed_at_exit([*job, str(second_progress), latest.as_uri()], tmp_path / "second.log", env) as alive:
+        _wait(written_through_the_end, alive, 300, f"the restarted job did not write through {until}")
         time.sleep(STAGED_COMMIT_S)  # the offline log's staged batches are committed every 5 s
-    finally:
-        if second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
-        second.wait()
     config = scratch_cluster_config(tmp_path, f"k{run}")
     assert_stores_equal_the_oracle(config, definitions, clicks)
+
+
+@contextlib.contextmanager
+def _killed_at_exit(command: list[str], log_path: Path, env: dict[str, str]) -> Iterator[Callable[[], None]]:
+    """Run ``command`` in its own process group (the driver, its MiniCluster and Python workers);
+    yield a check that fails the test with the log's tail if it has ended; kill -9 it on exit."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+
+    def alive() -> None:
+        if process.poll() is not None:
+            pytest.fail(f"the job ended (exit {process.returncode}):\n{log_path.read_text(errors='replace')[-3000:]}")
+
+    try:
+        yield alive
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _wait(condition: Callable[[], bool], alive: Callable[[], None], timeout_s: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        alive()
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{failure} within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def _ticks(clicks: pa.Table, ts: int) -> pa.Table:
