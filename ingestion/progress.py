@@ -39,6 +39,7 @@ class ProgressWriter:
     rows: int = 0
     newest_ms: int | None = None
     watermark_ms: int | None = None  # every version at or before it has been written
+    error: str | None = None  # the last write error while it is being retried; None once one succeeds
     closed: bool = False
     _path: Path = field(init=False)
 
@@ -66,6 +67,7 @@ class ProgressWriter:
             "rows": self.rows,
             "newest_ms": self.newest_ms,
             "watermark_ms": self.watermark_ms,
+            "error": self.error,
             "closed": self.closed,
         }
         temporary = self._path.with_suffix(".tmp")
@@ -74,6 +76,11 @@ class ProgressWriter:
             temporary.replace(self._path)
         except FileNotFoundError:
             pass  # the driver is gone or on another machine: nobody to report to
+
+    def report_error(self, error: str | None) -> None:
+        """The write error being retried now (None: writes succeed again), reported at once."""
+        self.error = error
+        self.flush()
 
     def close(self) -> None:
         self.closed = True
@@ -92,6 +99,7 @@ class Progress:
     watermark_ms: dict[tuple[str, str], int | None] = field(default_factory=dict)
     instances: dict[tuple[str, str], int] = field(default_factory=dict)
     samples: dict[str, int] = field(default_factory=dict)  # samples written per sample table
+    errors: dict[str, str] = field(default_factory=dict)  # "table.group" -> the write error being retried
 
     @property
     def total_rows(self) -> int:
@@ -118,6 +126,7 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
     watermarks: dict[tuple[str, str], int | None] = {}
     instances: dict[tuple[str, str], int] = {}
     samples: dict[str, int] = {}
+    errors: dict[str, str] = {}
     open_sinks: list[str] = []
     root = Path(directory)
     if root.is_dir():
@@ -134,13 +143,15 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
             if record.get("newest_ms") is not None and key[1] != SAMPLES_GROUP:
                 newest[key] = max(newest.get(key, int(record["newest_ms"])), int(record["newest_ms"]))
             closed = bool(record.get("closed", False))
+            if record.get("error") and not closed:
+                errors[".".join(key)] = str(record["error"])
             if not closed:
                 open_sinks.append(".".join(key))
             mark = CLOSED if closed else record.get("watermark_ms")
             before = watermarks.get(key, CLOSED) if key in instances else CLOSED
             watermarks[key] = None if mark is None or before is None else min(int(mark), before)
             instances[key] = instances.get(key, 0) + 1
-    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances, samples)
+    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances, samples, errors)
 
 
 def wait_closed(directory: str | os.PathLike[str], timeout_s: float, poll_s: float = 0.1) -> Progress:

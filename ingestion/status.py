@@ -98,6 +98,7 @@ class IngestStatus:
     consumer_lag: dict[str, int | None]  # "topic (group)" -> messages not yet committed (None: unknown)
     checkpoint_age_s: float | None
     dead_letters: dict[str, int] = field(default_factory=dict)  # "source/reason" -> records
+    write_errors: dict[str, str] = field(default_factory=dict)  # "table.group" -> error being retried
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,4 +169,5 @@ def ingest_status(config: ProfileConfig, record: JobRecord, *, now_ms: int | Non
         consumer_lag=lags,
         checkpoint_age_s=checkpoint_age_s(record.checkpoint_dir, record.job_id, now=now / 1000),
         dead_letters=dead,
+        write_errors=dict(progress.errors),
     )

@@ -23,7 +23,9 @@ imports it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +33,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from featurestore.config import OfflineLogConfig
+from featurestore.errors import TransientError
 from featurestore.schema import VERSION_MS, TableSchema
 from featurestore.shared import Shared
 from pyflink.table import DataTypes
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class SinkSpec:
     #: the UDF gets one more argument after ``columns``: the operator's watermark when it emitted
     #: the row (``registry.compiler.WATERMARK``), reported to the progress directory
     watermark: bool = False
+    retry_s: float = 120.0  # how long a write retries an unreachable store before the job fails
 
     def arrow_schema(self) -> pa.Schema:
         full = self.schema.arrow_schema()
@@ -97,15 +103,46 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
         batch = to_arrow(self.spec, columns)
         if batch.num_rows:
             if self._store is not None:
-                self._store.put(self.spec.schema.name, batch)
+                self._retrying("versioned store", lambda: self._store.put(self.spec.schema.name, batch))
             if self._online is not None:
-                self._online.write(self.spec.schema.name, batch)
+                self._retrying("online cache", lambda: self._online.write(self.spec.schema.name, batch),
+                               # a cache that restarted empty lost the table's definition too
+                               recovered=lambda: self._online.ensure_table(self.spec.schema))
             if self._offline is not None:
                 self._offline.add(batch)
             if self._progress is not None:
                 newest = pc.max(batch.column(VERSION_MS)).as_py()
                 self._progress.add(batch.num_rows, newest, written_through(watermark_ms, newest))
         return pd.Series([1] * len(columns[0]), dtype="int64")
+
+    def _retrying(self, store: str, write: Callable[[], object], recovered: Callable[[], object] | None = None) -> None:
+        """``write()``, retried with a doubling backoff (0.5 s to 8 s) while the store is unreachable
+        (a :class:`TransientError`: a server down or restarting), for up to ``spec.retry_s``; each
+        failure is reported to the progress directory (``featurestore ingest status`` shows it).
+        Writes are idempotent, so a batch written twice is no duplicate. After ``retry_s`` the
+        error fails the job, which Flink restarts from its last checkpoint. ``recovered`` runs
+        after a write that succeeded after failures."""
+        delay = 0.5
+        deadline = time.monotonic() + self.spec.retry_s
+        failed = False
+        while True:
+            try:
+                write()
+                if failed and recovered is not None:
+                    recovered()
+                if self._progress is not None and self._progress.error is not None:
+                    self._progress.report_error(None)  # recovered
+                return
+            except TransientError as exc:
+                failed = True
+                if self._progress is not None:
+                    self._progress.report_error(f"{store}: {exc}")
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("writing %s to the %s failed, retrying in %.1f s: %s",
+                               self.spec.schema.name, store, delay, exc)
+                time.sleep(delay)
+                delay = min(8.0, delay * 2)
 
     def close(self) -> None:
         try:

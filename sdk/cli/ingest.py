@@ -99,6 +99,8 @@ def status(repo: Path, profile: str | None, as_json: bool) -> None:
     click.echo(f"  freshness: newest version written is {freshness}")
     for name, lag in sorted(found.consumer_lag.items()):
         click.echo(f"  consumer lag {name}: {'unknown' if lag is None else f'{lag:,} records'}")
+    for sink, error in sorted(found.write_errors.items()):
+        click.echo(f"  retrying writes of {sink}: {error}")
     age = "no checkpoint yet" if found.checkpoint_age_s is None else f"{found.checkpoint_age_s:,.1f} s ago"
     click.echo(f"  last checkpoint: {age}")
     if found.dead_letters:
