@@ -48,10 +48,18 @@ WORKER_VARIABLES = (
 )
 
 
+# Python workers also copy the environment Flink hands them into os.environ wholesale (Beam's
+# worker pool: ``os.environ.update(params)``); after a job on the session cluster that included
+# JAVA_HOME="" from the TaskManager, and a child's PyFlink then looked for "bin/java". So children
+# start from the environment as it was when this module was first imported, before any job.
+_STARTUP_ENVIRONMENT = dict(os.environ)
+
+
 def child_environment(**extra: str) -> dict[str, str]:
-    """The environment for a child process that may run Flink jobs: this process's, without what
-    local jobs' Python workers left in it, plus ``extra``."""
-    env = {key: value for key, value in os.environ.items() if key not in WORKER_VARIABLES}
+    """The environment for a child process that may run Flink jobs: this process's as it was
+    before any job ran here (:data:`_STARTUP_ENVIRONMENT`), without the worker variables, plus
+    ``extra``."""
+    env = {key: value for key, value in _STARTUP_ENVIRONMENT.items() if key not in WORKER_VARIABLES}
     return {**env, **extra}
 
 
