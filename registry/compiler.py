@@ -414,9 +414,9 @@ def compile_table(
                 for f in features
             )
             rowtime = "rowtime"  # the column a PTF called with on_time adds to its output
-            select = (
-                f"SELECT {key_list}, {q(VERSION_MS)}, {q(SEQ)},\n  {outputs}{{watermark}}\n"
-                f"FROM {q(SLIDING_WINDOWS)}(\n"
+            head = f"SELECT {key_list}, {q(VERSION_MS)}, {q(SEQ)},\n  {outputs}"
+            tail = (
+                f"\nFROM {q(SLIDING_WINDOWS)}(\n"
                 f"  input => TABLE {q(_window_input(table.name))} PARTITION BY {key_list},\n"
                 f"  on_time => DESCRIPTOR({q(ROWTIME)}),\n"
                 f"  spec => {_plain(operator_spec)},\n"
@@ -431,16 +431,18 @@ def compile_table(
                 frame = f"{flink_sql.interval(window_ms - 1)} PRECEDING"
             aggregates = ",\n  ".join(_aggregate(f, schema.feature(f.name).dtype) for f in features)
             rowtime = ROWTIME
-            select = (
+            head = (
                 f"SELECT {key_list}, {q(VERSION_TIME)} AS {q(VERSION_MS)}, {q(SEQ_COLUMN)} AS {q(SEQ)},\n"
-                f"  {aggregates}{{watermark}}\n"
-                f"FROM (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
+                f"  {aggregates}"
+            )
+            tail = (
+                "\nFROM (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
                 f"WINDOW w AS (PARTITION BY {key_list} ORDER BY {q(ROWTIME)} RANGE BETWEEN {frame} AND CURRENT ROW)"
             )
         # The watermark where a version leaves its operator: every version at or before it has
         # been emitted already (ingestion's sinks report it; the sample sink waits for it).
-        watermarked = select.replace("{watermark}", f",\n  CURRENT_WATERMARK({q(rowtime)}) AS {q(WATERMARK)}")
-        select = select.replace("{watermark}", "")
+        select = head + tail
+        watermarked = f"{head},\n  CURRENT_WATERMARK({q(rowtime)}) AS {q(WATERMARK)}{tail}"
         columns = {*schema.key_names, VERSION_MS, SEQ, *(f.name for f in features)}
         arrow = pa.schema([f for f in schema.arrow_schema() if f.name in columns])
         sink_table = sink_ddl = directory = None

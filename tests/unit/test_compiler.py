@@ -243,3 +243,13 @@ def test_a_hand_over_unions_history_before_the_seam_with_kafka_after_it(ctr) -> 
         assert f"WHERE `ts` < {at}\n  UNION ALL\n" in view and view.endswith(f"WHERE `ts` >= {at}")
     with pytest.raises(ValidationError, match="stream binding"):
         compile_table(ctr, "user_click_features", "batch", history_root=ROOT, handover=Handover(ROOT, at))
+
+
+def test_every_group_also_compiles_with_the_operator_watermark(ctr: object) -> None:
+    plan = compile_table(ctr, "user_click_features", "stream", kafka_bootstrap=KAFKA)  # type: ignore[arg-type]
+    assert {g.name for g in plan.groups} >= {"projections", "w_30d"}  # the OVER form and the operator
+    for group in plan.groups:
+        extra = group.select_with_watermark.replace(group.select.split("\nFROM")[0], "", 1)
+        assert extra.startswith(",\n  CURRENT_WATERMARK(")
+        assert "AS `__wm`" in extra
+        assert group.select_with_watermark.endswith(group.select[len(group.select.split("\nFROM")[0]):])
