@@ -15,11 +15,11 @@ import base64
 import functools
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,25 +47,14 @@ def _default(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        try:
-            text = json.dumps(content, allow_nan=False, separators=(",", ":"), default=_default)
-        except ValueError:  # NaN or infinity: JSON has no spelling for them
-            text = json.dumps(_clean(content), allow_nan=False, separators=(",", ":"), default=_default)
-        return text.encode()
+        # orjson writes NaN and infinities as null (JSON has no spelling for them);
+        # it is several times faster than json.dumps on a 50-feature response.
+        rendered: bytes = orjson.dumps(content, default=_default)
+        return rendered
 
 
 def error(status: int, kind: str, message: str, *, hint: str | None = None, location: str | None = None,
