@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pytest
 
 from featurestore.config import scratch_cluster_config
 from featurestore.datagen import CtrLogSpec, generate
@@ -20,16 +19,12 @@ from featurestore.services.process import Layout, kill_hard
 from featurestore.services.redis import RedisService
 from ingestion.job import submit
 from tests.integration.test_ingest_kafka import TABLE, _definitions, _produce, assert_stores_equal_the_oracle
-from tests.integration.test_ingest_kill import DAY_MS, STAGED_COMMIT_S, _ticks
+from tests.integration.test_ingest_kill import DAY_MS, STAGED_COMMIT_S, _ticks, _wait
 from tests.integration.test_service_failure import _free_port
 
 
-def _wait(condition: object, timeout_s: float, failure: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() >= deadline:
-            pytest.fail(f"{failure} within {timeout_s:.0f} s")
-        time.sleep(0.5)
+def _in_process() -> None:
+    """The job runs in this process: a failure surfaces when the test waits on it."""
 
 
 def test_ingestion_rides_out_a_redis_restart(services: object, tmp_path: Path) -> None:
@@ -46,12 +41,12 @@ def test_ingestion_rides_out_a_redis_restart(services: object, tmp_path: Path) -
     config = config.model_copy(update={"online_cache": f"{redis.address}?prefix=r{run}"})
     job = submit(config, definitions, [TABLE])
     try:
-        _wait(lambda: job.progress().total_rows > 0, 240, "no versions written")
+        _wait(lambda: job.progress().total_rows > 0, _in_process, 240, "no versions written")
         [status] = manager.status([redis])
         assert status.pid is not None
         kill_hard(status.pid)  # the cache crashes while events keep coming
         _produce(topic, definitions.source("clicks").avro_schema, clicks.slice(half), create=False)
-        _wait(lambda: any("online cache" in e for e in job.progress().errors.values()), 120,
+        _wait(lambda: any("online cache" in e for e in job.progress().errors.values()), _in_process, 120,
               "no write error reported while Redis was down")
         started.append(manager.up([redis]))  # back, empty: no persistence
         until = int(pc.max(clicks["ts"]).as_py()) + max(
@@ -67,7 +62,7 @@ def test_ingestion_rides_out_a_redis_restart(services: object, tmp_path: Path) -
                 m is not None and m >= until + DAY_MS - 1 for m in marks.values()
             )
 
-        _wait(written_through_the_end, 300, "the job did not write through the end after Redis came back")
+        _wait(written_through_the_end, _in_process, 300, "the job did not write through the end after Redis came back")
         time.sleep(STAGED_COMMIT_S)
         # The restarted Redis lost what it held (no persistence: it is a cache, and readers fall
         # back to the versioned store); what the job wrote after it came back landed, the writes
