@@ -12,7 +12,9 @@ PyFlink is imported here, inside the functions, never when the package is import
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -63,8 +65,53 @@ def child_environment(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+# The project's Python packages, shipped with every job to a remote cluster (``python.files``).
+PACKAGES = ("featurestore", "ingestion", "registry", "backfill", "sdk")
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shipped_code() -> str:
+    """A directory holding a copy of the project's Python packages, for ``python.files``: the
+    Python workers of a remote cluster import the job's functions from it, so they run exactly the
+    client's code (the Python interpreter and third-party packages are ``flink.python_executable``
+    on the cluster's machines). One copy per content, reused across jobs; the Java module
+    (backfill/java) is not copied: its jar travels in ``pipeline.jars``."""
+    files = sorted(
+        path
+        for package in PACKAGES
+        for path in (_PROJECT_ROOT / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and "java" not in path.relative_to(_PROJECT_ROOT).parts
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(_PROJECT_ROOT)).encode())
+        digest.update(path.read_bytes())
+    target = Path(tempfile.gettempdir()) / f"featurestore-code-{digest.hexdigest()[:16]}"
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+        for path in files:
+            copy = staging / path.relative_to(_PROJECT_ROOT)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
+        try:
+            staging.rename(target)
+        except OSError:  # another job made the same copy first
+            shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
+def remote_jars() -> list[str]:
+    """What a job on a remote cluster needs beyond the connectors: Flink's Python runtime (the
+    client adds it to local jobs itself; a cluster started from the distribution lacks it)."""
+    from featurestore.services.flink import flink_python_jar
+
+    return [flink_python_jar().as_uri()]
+
+
 def table_environment(jars: Sequence[str] | None, parallelism: int, options: Mapping[str, str]) -> Any:
-    """A streaming TableEnvironment with the connector jars, UTC, and ``options`` on top."""
+    """A streaming TableEnvironment with the connector jars, UTC, and ``options`` on top; a job
+    for a remote cluster (``execution.target: remote``) also ships Flink's Python runtime and the
+    project's Python code (:func:`shipped_code`)."""
     try:
         from pyflink.table import EnvironmentSettings, TableEnvironment
     except ImportError as exc:  # pragma: no cover - apache-flink is a pinned dependency
@@ -73,9 +120,14 @@ def table_environment(jars: Sequence[str] | None, parallelism: int, options: Map
         from featurestore.services import manager
 
         jars = manager.flink_jars()
+    remote = options.get("execution.target") == "remote"
+    if remote:
+        jars = [*jars, *remote_jars()]
     env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     config = env.get_config()
     config.set("pipeline.jars", ";".join(jars))
+    if remote:
+        config.set("python.files", shipped_code())
     config.set("parallelism.default", str(parallelism))
     config.set("table.local-time-zone", "UTC")
     for key, value in options.items():

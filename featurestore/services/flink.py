@@ -18,11 +18,13 @@ import urllib.request
 from pathlib import Path
 
 from featurestore.errors import ServiceStartError
+from featurestore.services import maven
 from featurestore.services.base import Service
 from featurestore.services.jvm import write_if_changed
 from featurestore.services.ports import FLINK_JOBMANAGER_RPC_PORT, FLINK_REST_PORT, HOST
-from featurestore.services.process import spawn
+from featurestore.services.process import Layout, spawn
 
+HADOOP_LOGGING_JARS = ("slf4j-reload4j", "reload4j", "log4j")
 TASK_MANAGERS = 2
 SLOTS_PER_TASK_MANAGER = 2
 
@@ -51,9 +53,30 @@ def flink_home() -> Path:
     return Path(spec.origin).parent
 
 
+def flink_python_jar() -> Path:
+    """Flink's Python runtime jar (``opt/flink-python-*.jar`` of the distribution)."""
+    jars = sorted((flink_home() / "opt").glob("flink-python-*.jar"))
+    if not jars:
+        raise ServiceStartError("flink-cluster", f"no flink-python jar in {flink_home() / 'opt'}")
+    return jars[-1]
+
+
+def java_options() -> str:
+    """The JVM options the distribution's own config.yaml sets for Java 17 (``env.java.opts.all``:
+    the ``--add-opens`` that Arrow, Kryo and Pekko need), so ours keeps them."""
+    import yaml
+
+    shipped = yaml.safe_load((flink_home() / "conf" / "config.yaml").read_text()) or {}
+    options = shipped.get("env", {}).get("java", {}).get("opts", {}).get("all")
+    if not isinstance(options, str):
+        raise ServiceStartError("flink-cluster", f"no env.java.opts.all in {flink_home() / 'conf' / 'config.yaml'}")
+    return options
+
+
 def cluster_config(checkpoint_dir: Path) -> dict[str, str]:
     """config.yaml of the session cluster (flat keys, valid YAML)."""
     return {
+        "env.java.opts.all": java_options(),
         "jobmanager.rpc.address": HOST,
         "jobmanager.bind-host": HOST,
         "jobmanager.rpc.port": str(FLINK_JOBMANAGER_RPC_PORT),
@@ -68,6 +91,10 @@ def cluster_config(checkpoint_dir: Path) -> dict[str, str]:
         "parallelism.default": str(TASK_MANAGERS),
         "execution.checkpointing.dir": checkpoint_dir.as_uri(),
         "state.backend.type": "rocksdb",
+        # A TaskManager that dies is noticed within seconds, not Flink's default 50 s, so a job
+        # restarts from its checkpoint on the remaining slots promptly.
+        "heartbeat.interval": "2000",
+        "heartbeat.timeout": "10000",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
     }
@@ -91,6 +118,18 @@ class FlinkClusterService(Service):
     components = ("jobmanager", *(f"taskmanager-{i}" for i in range(1, TASK_MANAGERS + 1)))
     timeout_s = 120.0
 
+    def __init__(self, layout: Layout) -> None:
+        super().__init__(layout)
+        self._hadoop: tuple[str, ...] = ()
+
+    def prepare(self) -> float:
+        """Hadoop's jars (the HDFS service's Maven resolution) for ``HADOOP_CLASSPATH``, as a
+        deployment sets it from ``hadoop classpath``: checkpoints and savepoints on hdfs://."""
+        resolution = maven.resolve("hadoop", self.layout, service=self.name)
+        # Flink logs through its own Log4j 2; Hadoop's SLF4J binding would be a second one.
+        self._hadoop = tuple(j for j in resolution.jars if not Path(j).name.startswith(HADOOP_LOGGING_JARS))
+        return resolution.seconds
+
     @property
     def address(self) -> str:
         return f"{HOST}:{FLINK_REST_PORT}"
@@ -104,13 +143,24 @@ class FlinkClusterService(Service):
         conf = self.dir / "conf"
         write_if_changed(conf / "config.yaml", render_config(cluster_config(self.dir / "checkpoints")))
         write_if_changed(conf / "log4j-console.properties", LOG4J_CONSOLE)
-        env = {"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(self.dir / "logs"), "FLINK_HOME": str(home)}
+        if not self._hadoop:
+            self.prepare()
+        env = {
+            "FLINK_CONF_DIR": str(conf),
+            "FLINK_LOG_DIR": str(self.dir / "logs"),
+            "FLINK_HOME": str(home),
+            "HADOOP_CLASSPATH": ":".join(self._hadoop),
+        }
         procs = []
         for component in self.components:
-            script = "jobmanager.sh" if component == "jobmanager" else "taskmanager.sh"
+            if component == "jobmanager":
+                argv = ["bash", str(home / "bin" / "jobmanager.sh"), "start-foreground"]
+            else:  # named after the component in Flink's REST API too (/taskmanagers, subtasks)
+                argv = ["bash", str(home / "bin" / "taskmanager.sh"), "start-foreground",
+                        f"-Dtaskmanager.resource-id={component}"]
             procs.append(
                 spawn(
-                    ["bash", str(home / "bin" / script), "start-foreground"],
+                    argv,
                     log_path=self.log_file(component),
                     pid_path=self.pid_file(component),
                     env=env,

@@ -29,7 +29,10 @@ DAY_MS = 86_400_000
 START = dt.date(2026, 10, 1)
 
 
-def _config(tmp_path: Path, name: str, run: str, history: str) -> ProfileConfig:
+def _config(
+    tmp_path: Path, name: str, run: str, history: str, flink: dict[str, Any] | None = None
+) -> ProfileConfig:
+    """The cluster profile with stores of the run's own (prefixes); ``flink``: more flink settings."""
     return load_config(
         tmp_path,
         profile="cluster",
@@ -39,7 +42,7 @@ def _config(tmp_path: Path, name: str, run: str, history: str) -> ProfileConfig:
             "offline_log": {"catalog_uri": f"sqlite:///{tmp_path}/{name}.db", "warehouse": str(tmp_path / name)},
             "history": history,
             "kafka": {"bootstrap_servers": KAFKA_BOOTSTRAP},
-            "flink": {"checkpoint_dir": str(tmp_path / f"{name}-checkpoints")},
+            "flink": {"checkpoint_dir": str(tmp_path / f"{name}-checkpoints"), **(flink or {})},
         },
         environ={},
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 
 from featurestore.services import manager
-from featurestore.services.flink import TASK_MANAGERS, flink_home, overview
+from featurestore.services.flink import TASK_MANAGERS, flink_python_jar, overview
 from featurestore.services.ports import FLINK_REST_PORT, HOST
 
 
@@ -28,7 +28,7 @@ def test_a_python_job_runs_on_the_session_cluster(services: object, tmp_path: Pa
         config.set("rest.address", HOST)
         config.set("rest.port", str(FLINK_REST_PORT))
         config.set("parallelism.default", "2")
-        config.set("pipeline.jars", (flink_home() / "opt" / "flink-python-2.2.1.jar").as_uri())
+        config.set("pipeline.jars", flink_python_jar().as_uri())
         env.execute_sql(
             "CREATE TABLE src (k BIGINT) WITH ('connector'='datagen','number-of-rows'='500',"
             "'fields.k.kind'='sequence','fields.k.start'='1','fields.k.end'='500')"

@@ -1,0 +1,166 @@
+"""The `cluster` profile's jobs on the Flink standalone session cluster (JobManager + 2
+TaskManagers as processes of their own, checkpoints on HDFS), not the MiniCluster: live ingestion
+and a backfill give the same stored versions as the MiniCluster run, and a TaskManager killed
+mid-job is recovered from the last checkpoint with nothing lost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from backfill.run import plan_backfill, run_backfill
+from featurestore import eventlog
+from featurestore.config import ProfileConfig
+from featurestore.datagen import CtrLogSpec, generate
+from featurestore.fs import open_fs
+from featurestore.services import manager
+from featurestore.services.flink import TASK_MANAGERS, overview
+from featurestore.services.ports import FLINK_REST_ADDRESS, HDFS_URI
+from ingestion.job import IngestJob, WriteRange, submit
+from registry.models import Definitions
+from tests.integration.test_backfill_job import START, _config, _drop, _versions
+from tests.integration.test_ingest_kafka import TABLE, _definitions, _produce
+
+EVERYTHING = WriteRange(None, None)
+
+
+@pytest.fixture(scope="module")
+def flink_cluster(services: object) -> Iterator[None]:
+    report = manager.up(["flink-cluster"])
+    try:
+        yield
+    finally:
+        manager.down(only_started_by=report)
+
+
+def _remote(tmp_path: Path, name: str, run: str, history: str, **flink: Any) -> ProfileConfig:
+    """The cluster profile submitting to the session cluster, checkpoints on HDFS."""
+    settings = {
+        "mode": "remote",
+        "address": FLINK_REST_ADDRESS,
+        "parallelism": 2,
+        "checkpoint_dir": f"{HDFS_URI}/test-flink-cluster-{run}/{name}-checkpoints",
+        **flink,
+    }
+    return _config(tmp_path, name, run, history, flink=settings)
+
+
+def _clicks(days: int, impressions_per_day: int) -> pa.Table:
+    clicks = generate(
+        CtrLogSpec(start=START, days=days, users=40, items=20, impressions_per_day=impressions_per_day, seed=11)
+    ).clicks
+    return clicks.filter(pc.equal(clicks["defect"], "")).sort_by("arrival_ms")
+
+
+def _rest(path: str) -> Any:
+    with urllib.request.urlopen(f"http://{FLINK_REST_ADDRESS}{path}", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_ingestion_and_backfill_on_the_session_cluster_equal_the_minicluster(
+    flink_cluster: None, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topic = f"test.flink-cluster.clicks.{run}"
+    definitions = _definitions(topic)
+    source = definitions.source("clicks")
+    assert source.batch is not None
+    clicks = _clicks(days=3, impressions_per_day=1_500)
+    history = f"{HDFS_URI}/test-flink-cluster-{run}/history"
+    eventlog.land(
+        clicks, history, source.batch.path, fmt="avro", avro_schema=source.avro_schema, landing_column="arrival_ms"
+    )
+    _produce(topic, source.avro_schema, clicks)
+    users = sorted(set(clicks["user_id"].to_pylist()))[:12]
+    mini = _config(tmp_path, "mini", run, history)
+    live = _remote(tmp_path, "live", run, history)
+    replayed = _remote(tmp_path, "replay", run, history)
+    try:
+        submit(mini, definitions, [TABLE], bounded=True).wait()
+        expected = _versions(mini, definitions, users, EVERYTHING)
+        assert expected, "the MiniCluster run wrote nothing for the sampled users"
+
+        finished = overview()["jobs-finished"]
+        submit(live, definitions, [TABLE], bounded=True).wait()
+        assert overview()["jobs-finished"] == finished + 1  # it ran on the session cluster
+        assert _versions(live, definitions, users, EVERYTHING) == expected
+
+        whole = plan_backfill(definitions, [TABLE], START, START + dt.timedelta(days=3 + 31))
+        result = run_backfill(replayed, definitions, whole)
+        assert result.versions > 0
+        assert overview()["jobs-finished"] == finished + 2
+        assert _versions(replayed, definitions, users, EVERYTHING) == expected
+    finally:
+        for config in (mini, live, replayed):
+            _drop(config)
+        open_fs(history).delete(f"{HDFS_URI}/test-flink-cluster-{run}")
+
+
+def _completed_checkpoints(job_id: str) -> int:
+    counts = _rest(f"/jobs/{job_id}/checkpoints")["counts"]
+    return int(counts["completed"])
+
+
+def _wait(predicate: Any, what: str, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _taskmanager_running_the_sink(job_id: str) -> tuple[str, int]:
+    """The component name and pid of a TaskManager running a subtask of the job's last vertex (the
+    service names each TaskManager's resource id after its component)."""
+    vertex = _rest(f"/jobs/{job_id}")["vertices"][-1]["id"]
+    hosts = sorted({s["taskmanager-id"] for s in _rest(f"/jobs/{job_id}/vertices/{vertex}")["subtasks"]})
+    pids = manager.service("flink-cluster").pids()
+    assert hosts and hosts[0] in pids, f"subtasks on {hosts}, the service's TaskManagers are {sorted(pids)}"
+    return hosts[0], pids[hosts[0]]
+
+
+def test_a_taskmanager_killed_mid_job_is_recovered_from_the_checkpoint(
+    flink_cluster: None, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    topic = f"test.flink-cluster.kill.{run}"
+    definitions: Definitions = _definitions(topic)
+    source = definitions.source("clicks")
+    clicks = _clicks(days=4, impressions_per_day=6_000)
+    _produce(topic, source.avro_schema, clicks)
+    users = sorted(set(clicks["user_id"].to_pylist()))[:12]
+    history = f"{HDFS_URI}/test-flink-cluster-{run}/history"
+    mini = _config(tmp_path, "mini", run, history)
+    killed = _remote(tmp_path, "killed", run, history, checkpoint_interval="1s", restart_delay="1s")
+    try:
+        submit(mini, definitions, [TABLE], bounded=True).wait()
+        expected = _versions(mini, definitions, users, EVERYTHING)
+
+        job: IngestJob = submit(killed, definitions, [TABLE], bounded=True)
+        job_id = job.job_id
+        _wait(lambda: _completed_checkpoints(job_id) >= 1 and job.progress().versions > 0, "a checkpoint")
+        assert job.progress().versions < len(clicks), "the job ended before the kill: give it more events"
+        component, pid = _taskmanager_running_the_sink(job_id)
+        os.kill(pid, signal.SIGKILL)
+        job.wait()
+        restarts = _rest(f"/jobs/{job_id}")
+        assert restarts["state"] == "FINISHED"
+        assert _versions(killed, definitions, users, EVERYTHING) == expected  # nothing lost
+        assert overview()["taskmanagers"] == TASK_MANAGERS - 1, f"{component} (pid {pid}) was not killed"
+    finally:
+        manager.up(["flink-cluster"])  # a component is gone: restarts the whole cluster
+        for config in (mini, killed):
+            _drop(config)
+        open_fs(history).delete(f"{HDFS_URI}/test-flink-cluster-{run}")
