@@ -65,6 +65,8 @@ def child_environment(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+# PyFlink's switch between Python workers in this process ("loopback") and on the TaskManagers.
+WORKER_MODE = "_python_worker_execution_mode"
 # The project's Python packages, shipped with every job to a remote cluster (``python.files``).
 PACKAGES = ("featurestore", "ingestion", "registry", "backfill", "sdk")
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +115,7 @@ def table_environment(jars: Sequence[str] | None, parallelism: int, options: Map
     for a remote cluster (``execution.target: remote``) also ships Flink's Python runtime and the
     project's Python code (:func:`shipped_code`)."""
     try:
+        from pyflink.common import Configuration
         from pyflink.table import EnvironmentSettings, TableEnvironment
     except ImportError as exc:  # pragma: no cover - apache-flink is a pinned dependency
         raise NotInstalledError("running a plan needs PyFlink", hint="pip install apache-flink==2.2.1") from exc
@@ -120,19 +123,33 @@ def table_environment(jars: Sequence[str] | None, parallelism: int, options: Map
         from featurestore.services import manager
 
         jars = manager.flink_jars()
-    remote = options.get("execution.target") == "remote"
-    if remote:
+    settings = {
+        "parallelism.default": str(parallelism),
+        "table.local-time-zone": "UTC",
+        **options,
+    }
+    if options.get("execution.target") == "remote":
         jars = [*jars, *remote_jars()]
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    config = env.get_config()
-    config.set("pipeline.jars", ";".join(jars))
-    if remote:
-        config.set("python.files", shipped_code())
-    config.set("parallelism.default", str(parallelism))
-    config.set("table.local-time-zone", "UTC")
-    for key, value in options.items():
-        config.set(key, value)
-    return env
+        settings["python.files"] = shipped_code()
+    settings["pipeline.jars"] = ";".join(jars)
+    configuration = Configuration()
+    for key, value in settings.items():
+        configuration.set_string(key, value)
+    environment = EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(configuration).build()
+    if settings.get("execution.target") != "remote":
+        return TableEnvironment.create(environment)
+    # PyFlink decides when the environment is created whether to run the Python workers inside
+    # this process (loopback), and it asks the gateway's execution environment, which says
+    # "local" whatever the job's target; the workers of a remote job belong on the TaskManagers.
+    previous = os.environ.get(WORKER_MODE)
+    os.environ[WORKER_MODE] = "process"
+    try:
+        return TableEnvironment.create(environment)
+    finally:
+        if previous is None:
+            del os.environ[WORKER_MODE]
+        else:
+            os.environ[WORKER_MODE] = previous
 
 
 def execute_inserts(env: Any, inserts: Sequence[str]) -> Any:

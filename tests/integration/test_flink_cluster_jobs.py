@@ -34,6 +34,7 @@ from tests.integration.test_backfill_job import START, _config, _drop, _versions
 from tests.integration.test_ingest_kafka import TABLE, _definitions, _produce
 
 EVERYTHING = WriteRange(None, None)
+DAY_MS = 86_400_000
 
 
 @pytest.fixture(scope="module")
@@ -134,33 +135,53 @@ def _taskmanager_running_the_sink(job_id: str) -> tuple[str, int]:
 def test_a_taskmanager_killed_mid_job_is_recovered_from_the_checkpoint(
     flink_cluster: None, tmp_path: Path
 ) -> None:
+    """A live job on the cluster: the first half of the events, a checkpoint, the TaskManager of a
+    sink killed (-9), the second half produced while the job recovers on the other TaskManager.
+    Every version up to the job's watermark equals the MiniCluster's over the same events."""
     run = uuid.uuid4().hex[:8]
     topic = f"test.flink-cluster.kill.{run}"
     definitions: Definitions = _definitions(topic)
     source = definitions.source("clicks")
-    clicks = _clicks(days=4, impressions_per_day=6_000)
-    _produce(topic, source.avro_schema, clicks)
-    users = sorted(set(clicks["user_id"].to_pylist()))[:12]
+    clicks = _clicks(days=6, impressions_per_day=3_000)
+    half = len(clicks) // 2
     history = f"{HDFS_URI}/test-flink-cluster-{run}/history"
+    users = sorted(set(clicks["user_id"].to_pylist()))[:12]
     mini = _config(tmp_path, "mini", run, history)
     killed = _remote(tmp_path, "killed", run, history, checkpoint_interval="1s", restart_delay="1s")
+    job: IngestJob | None = None
     try:
-        submit(mini, definitions, [TABLE], bounded=True).wait()
-        expected = _versions(mini, definitions, users, EVERYTHING)
-
-        job: IngestJob = submit(killed, definitions, [TABLE], bounded=True)
+        _produce(topic, source.avro_schema, clicks.slice(0, half))
+        job = submit(killed, definitions, [TABLE])
         job_id = job.job_id
-        _wait(lambda: _completed_checkpoints(job_id) >= 1 and job.progress().versions > 0, "a checkpoint")
-        assert job.progress().versions < len(clicks), "the job ended before the kill: give it more events"
+        _wait(lambda: _completed_checkpoints(job_id) >= 1 and sum(job.progress().rows.values()) > 0, "a checkpoint")
         component, pid = _taskmanager_running_the_sink(job_id)
         os.kill(pid, signal.SIGKILL)
-        job.wait()
-        restarts = _rest(f"/jobs/{job_id}")
-        assert restarts["state"] == "FINISHED"
-        assert _versions(killed, definitions, users, EVERYTHING) == expected  # nothing lost
+        _produce(topic, source.avro_schema, clicks.slice(half), create=False)
+
+        # every version before `until` is final once each sink's watermark has passed it
+        until = pc.max(clicks["ts"]).as_py() - DAY_MS
+        _wait(lambda: _written_through(job) >= until, f"the job's watermark to pass {until}")
+        failures = _rest(f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        assert failures, "the job saw no failure: the kill did not hit it"
         assert overview()["taskmanagers"] == TASK_MANAGERS - 1, f"{component} (pid {pid}) was not killed"
+        job.cancel()
+        job = None
+
+        submit(mini, definitions, [TABLE], bounded=True).wait()
+        before = WriteRange(None, until)
+        expected = _versions(mini, definitions, users, before)
+        assert expected, "the MiniCluster run wrote nothing for the sampled users"
+        assert _versions(killed, definitions, users, before) == expected  # nothing lost, nothing extra
     finally:
+        if job is not None:
+            job.cancel()
         manager.up(["flink-cluster"])  # a component is gone: restarts the whole cluster
         for config in (mini, killed):
             _drop(config)
         open_fs(history).delete(f"{HDFS_URI}/test-flink-cluster-{run}")
+
+
+def _written_through(job: IngestJob) -> int:
+    """The oldest watermark over the job's sinks (-1 while one has reported none)."""
+    marks = job.progress().watermark_ms.values()
+    return min((m if m is not None else -1 for m in marks), default=-1)
