@@ -242,6 +242,7 @@ def _submit(
     from ingestion.store_sink import SinkSpec, prepare_stores, write_udf  # loads PyFlink
 
     env = table_environment(jars, config.flink.parallelism, options)
+    parallelism = int(options.get("parallelism.default", config.flink.parallelism))
     inserts: list[str] = []
     if handover_ms is not None:
         write_range = WriteRange(handover_ms, write_range.end_ms if write_range is not None else None)
@@ -266,6 +267,7 @@ def _submit(
                 progress_dir=progress_dir,
                 group=group.name,
                 watermark=True,
+                parallelism=parallelism,
             )
             if group is plan.groups[0]:
                 prepare_stores(spec)
@@ -281,7 +283,9 @@ def _submit(
         plans.append(plan)
     running = {plan.table: [g.name for g in plan.groups] for plan in plans}
     for name in samples:
-        inserts.append(_samples(env, config, definitions, name, running, progress_dir, bounded, history, write_range))
+        inserts.append(
+            _samples(env, config, definitions, name, running, progress_dir, bounded, history, write_range, parallelism)
+        )
     return IngestJob(plans, execute_inserts(env, inserts), progress_dir, samples=tuple(samples))
 
 
@@ -316,6 +320,7 @@ def _samples(
     bounded: bool,
     history: History | None,
     write_range: WriteRange | None,
+    parallelism: int,
 ) -> str:
     """Declare sample table ``name``'s label join and its sink; returns the INSERT."""
     from featurestore.kafka_topics import create_topic
@@ -338,7 +343,7 @@ def _samples(
         definitions, plan, running=running, versioned_store=config.versioned_store,
         offline_log=config.offline_log, kafka_bootstrap=bootstrap, progress_dir=progress_dir,
         topic_prefix=config.kafka.samples_topic_prefix if config.kafka is not None else "samples.",
-        write_start_ms=window.start_ms, write_end_ms=window.end_ms,
+        write_start_ms=window.start_ms, write_end_ms=window.end_ms, parallelism=parallelism,
     )
     samples.ensure_table(spec)
     if bootstrap is not None:

@@ -10,7 +10,13 @@ then rename), so a reader never sees half a file.
 The ``closed`` mark matters beyond progress: Flink may report a bounded job FINISHED before its
 Python workers have run their functions' ``close()`` (in a local MiniCluster the workers are
 threads of the driver, stopped asynchronously), and ``close()`` is where a sink commits its last
-offline batch. :func:`wait_closed` lets the driver wait for that. The driver creates the
+offline batch. :func:`wait_closed` lets the driver wait for that.
+
+A failover (a TaskManager killed, a store down past the sink's retries) restarts every task of
+the job from its last checkpoint with new sink instances; the old ones may never close (their
+process died) or close late. Each file records when its instance opened and the job's
+parallelism P, and only the P newest instances of a (table, group) are current: older ones are
+left out of what is open and of the watermarks, while the rows they wrote still count. The driver creates the
 directory and removes it; a writer whose directory is gone (a worker outliving its driver, a
 TaskManager on another machine) reports nothing. Nothing here imports PyFlink.
 """
@@ -25,6 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +48,14 @@ class ProgressWriter:
     watermark_ms: int | None = None  # every version at or before it has been written
     error: str | None = None  # the last write error while it is being retried; None once one succeeds
     closed: bool = False
+    parallelism: int | None = None  # of the job: the instances of one attempt (None: unknown)
+    opened_ms: int = field(init=False)
     _path: Path = field(init=False)
 
     def __post_init__(self) -> None:
         name = f"{self.table}.{self.group}.{os.getpid()}.{uuid.uuid4().hex[:8]}.json"
         self._path = Path(self.directory) / name
+        self.opened_ms = time.time_ns() // 1_000_000
         self.flush()  # the driver sees this instance from its start, so it can wait for its close
 
     def add(self, rows: int, newest_ms: int | None, watermark_ms: int | None = None) -> None:
@@ -69,6 +79,8 @@ class ProgressWriter:
             "watermark_ms": self.watermark_ms,
             "error": self.error,
             "closed": self.closed,
+            "opened_ms": self.opened_ms,
+            "parallelism": self.parallelism,
         }
         temporary = self._path.with_suffix(".tmp")
         try:
@@ -128,30 +140,53 @@ def read_progress(directory: str | os.PathLike[str]) -> Progress:
     samples: dict[str, int] = {}
     errors: dict[str, str] = {}
     open_sinks: list[str] = []
-    root = Path(directory)
+    records = _records(Path(directory))
+    for record in records:
+        key = (str(record["table"]), str(record["group"]))
+        if key[1] == SAMPLES_GROUP:
+            samples[key[0]] = samples.get(key[0], 0) + int(record["rows"])
+        else:
+            rows[key] = rows.get(key, 0) + int(record["rows"])
+        if record.get("newest_ms") is not None and key[1] != SAMPLES_GROUP:
+            newest[key] = max(newest.get(key, int(record["newest_ms"])), int(record["newest_ms"]))
+    for record in _current(records):
+        key = (str(record["table"]), str(record["group"]))
+        closed = bool(record.get("closed", False))
+        if record.get("error") and not closed:
+            errors[".".join(key)] = str(record["error"])
+        if not closed:
+            open_sinks.append(".".join(key))
+        mark = CLOSED if closed else record.get("watermark_ms")
+        before = watermarks.get(key, CLOSED) if key in instances else CLOSED
+        watermarks[key] = None if mark is None or before is None else min(int(mark), before)
+        instances[key] = instances.get(key, 0) + 1
+    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances, samples, errors)
+
+
+def _records(root: Path) -> list[dict[str, Any]]:
+    records = []
     if root.is_dir():
         for path in root.glob("*.json"):
             try:
-                record = json.loads(path.read_text())
+                records.append(json.loads(path.read_text()))
             except (OSError, ValueError):
                 continue  # replaced while we read it: the next poll gets it
-            key = (str(record["table"]), str(record["group"]))
-            if key[1] == SAMPLES_GROUP:
-                samples[key[0]] = samples.get(key[0], 0) + int(record["rows"])
-            else:
-                rows[key] = rows.get(key, 0) + int(record["rows"])
-            if record.get("newest_ms") is not None and key[1] != SAMPLES_GROUP:
-                newest[key] = max(newest.get(key, int(record["newest_ms"])), int(record["newest_ms"]))
-            closed = bool(record.get("closed", False))
-            if record.get("error") and not closed:
-                errors[".".join(key)] = str(record["error"])
-            if not closed:
-                open_sinks.append(".".join(key))
-            mark = CLOSED if closed else record.get("watermark_ms")
-            before = watermarks.get(key, CLOSED) if key in instances else CLOSED
-            watermarks[key] = None if mark is None or before is None else min(int(mark), before)
-            instances[key] = instances.get(key, 0) + 1
-    return Progress(rows, newest, tuple(sorted(open_sinks)), watermarks, instances, samples, errors)
+    return records
+
+
+def _current(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The instances of the job's current attempt: per (table, group), the ``parallelism`` most
+    recently opened (all of them when the parallelism is unknown)."""
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        by_key.setdefault((str(record["table"]), str(record["group"])), []).append(record)
+    current = []
+    for group in by_key.values():
+        parallelism = group[0].get("parallelism")
+        if isinstance(parallelism, int) and len(group) > parallelism:
+            group = sorted(group, key=lambda r: int(r.get("opened_ms") or 0), reverse=True)[:parallelism]
+        current += group
+    return current
 
 
 def wait_closed(directory: str | os.PathLike[str], timeout_s: float, poll_s: float = 0.1) -> Progress:

@@ -82,6 +82,7 @@ class SampleSinkSpec:
     settle_timeout_s: float = SETTLE_TIMEOUT_S
     write_start_ms: int | None = None  # samples outside [start, end) are not written
     write_end_ms: int | None = None
+    parallelism: int | None = None  # the job's: how many instances report (ingestion.progress)
 
     def output_schema(self) -> pa.Schema:
         return output_schema(self.input_schema, self.reads)
@@ -114,6 +115,7 @@ def sink_spec(
     settle_timeout_s: float = SETTLE_TIMEOUT_S,
     write_start_ms: int | None = None,
     write_end_ms: int | None = None,
+    parallelism: int | None = None,
 ) -> SampleSinkSpec:
     """The sink of ``plan``; ``running``: the feature tables of the job and their groups' names."""
     table = definitions.sample_table(plan.name)
@@ -144,6 +146,7 @@ def sink_spec(
         settle_timeout_s=settle_timeout_s,
         write_start_ms=write_start_ms,
         write_end_ms=write_end_ms,
+        parallelism=parallelism,
     )
 
 
@@ -269,7 +272,9 @@ def write_udf(spec: SampleSinkSpec) -> Any:
                 self._producer = Producer({"bootstrap.servers": self.spec.kafka_bootstrap,
                                            "enable.idempotence": True, "linger.ms": 5})
             if self.spec.progress_dir is not None:
-                self._progress = ProgressWriter(self.spec.progress_dir, self.spec.name, SAMPLES_GROUP)
+                self._progress = ProgressWriter(
+                    self.spec.progress_dir, self.spec.name, SAMPLES_GROUP, parallelism=self.spec.parallelism
+                )
 
         def eval(self, *columns: pd.Series) -> pd.Series:
             rows = len(columns[0])

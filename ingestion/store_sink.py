@@ -53,6 +53,7 @@ class SinkSpec:
     offline_log: OfflineLogConfig | None
     progress_dir: str | None = None  # where to report rows written (ingestion.progress)
     group: str = ""
+    parallelism: int | None = None  # the job's: how many instances report (ingestion.progress)
     #: the UDF gets one more argument after ``columns``: the operator's watermark when it emitted
     #: the row (``registry.compiler.WATERMARK``), reported to the progress directory
     watermark: bool = False
@@ -93,7 +94,9 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
         if spec.progress_dir is not None:
             from ingestion.progress import ProgressWriter
 
-            self._progress = ProgressWriter(spec.progress_dir, spec.schema.name, spec.group)
+            self._progress = ProgressWriter(
+                spec.progress_dir, spec.schema.name, spec.group, parallelism=spec.parallelism
+            )
 
     def eval(self, *columns: pd.Series) -> pd.Series:
         watermark_ms = None

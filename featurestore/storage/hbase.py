@@ -60,9 +60,9 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -75,7 +75,7 @@ from featurestore.errors import (
     ServiceUnavailableError,
     StoreError,
 )
-from featurestore.keys import salted_row_key
+from featurestore.keys import SALT_BUCKETS, salted_row_key
 from featurestore.schema import SEQ, VERSION_MS, TableSchema
 from featurestore.services.ports import HBASE_THRIFT2_PORT
 from featurestore.storage import hbase_thrift2
@@ -100,6 +100,7 @@ IDLE_REOPEN_S = 45.0
 READ_CHUNK = 2_000
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FAMILY = b"f"
 META_FAMILY = b"m"
@@ -242,12 +243,24 @@ class HBaseStore(CellStore):
 
     def _create_or_update(self, schema: TableSchema, existed: bool) -> None:
         with self._connection() as connection:
-            if not self._table_exists(connection, schema.name):
-                family: dict[str, Any] = {"max_versions": schema.max_versions or ALL_VERSIONS}
-                if self.retention_ms is not None:
-                    family["time_to_live"] = max(1, self.retention_ms // 1000)
-                connection.create_table(schema.name, {"f": family, "m": {"max_versions": 1}})
-            else:
+            exists = self._table_exists(connection, schema.name)
+        if not exists:
+            family: dict[str, Any] = {"max_versions": schema.max_versions or ALL_VERSIONS}
+            if self.retention_ms is not None:
+                family["time_to_live"] = max(1, self.retention_ms // 1000)
+            # Pre-split: one region per salt bucket (keys.salted_row_key: "00:", "01:", ...) from
+            # the first row, so writes spread over the region servers at once. Thrift v1 cannot
+            # pass split keys; Thrift2's createTable can.
+            split_keys = [b"%02x:" % bucket for bucket in range(1, SALT_BUCKETS)]
+            families = {"f": family, "m": {"max_versions": 1}}
+            name = f"{self.prefix}_{schema.name}"
+            try:
+                self._thrift2_call(lambda: self._thrift2.create_table(name, families, split_keys), "table creation")
+            except StoreError as exc:
+                if "TableExistsException" not in str(exc):
+                    raise  # else another writer created it first: the same definition follows
+        with self._connection() as connection:
+            if exists:
                 stored = self._schemas.get(schema.name) or self._load_schema(schema.name)
                 if stored is not None and stored.max_versions != schema.max_versions:
                     log.warning(
@@ -336,16 +349,22 @@ class HBaseStore(CellStore):
         ``rows[j]`` with the next ``sizes[j]`` version rows of ``cells``); failures mapped as for
         Thrift v1 (at the Thrift2 address)."""
         call = hbase_thrift2.put_multiple_call(table, rows, sizes, FAMILY, cells, times)
+        self._thrift2_call(lambda: self._thrift2.put_multiple(call), "request")
+
+    def _thrift2_call(self, action: Callable[[], T], what: str) -> T:
+        """``action()`` on the Thrift2 pool with its failures mapped as for Thrift v1, at the
+        Thrift2 address: the server refusing ``what`` (the request, the read) is a StoreError,
+        anything else (refused connection, timeout, broken transport) ServiceUnavailableError."""
         try:
-            self._thrift2.put_multiple(call)
+            return action()
         except (TimeoutError, OSError, EOFError) as exc:
             raise self._unavailable(exc, self.thrift2_address) from None
-        except self._texception as exc:
+        except Exception as exc:  # thriftpy2's TIOError / TApplicationException / transport errors
             name = type(exc).__name__
             if name in ("TIOError", "TIllegalArgument", "TApplicationException"):
                 message = getattr(exc, "message", None) or str(exc)
                 raise StoreError(
-                    f"hbase Thrift2 at {self.thrift2_address} refused the request: {name}: {message[:500]}"
+                    f"hbase Thrift2 at {self.thrift2_address} refused the {what}: {name}: {message[:500]}"
                 ) from None
             raise self._unavailable(exc, self.thrift2_address) from None
 
@@ -393,18 +412,7 @@ class HBaseStore(CellStore):
             chunk = wanted[start:start + READ_CHUNK]
             gets = [module.TGet(row=rows[i], columns=tcolumns, timeRange=module.TTimeRange(0, before[i]),
                                 maxVersions=1) for i in chunk]
-            try:
-                results = self._thrift2.get_multiple(table, gets)
-            except (TimeoutError, OSError, EOFError) as exc:
-                raise self._unavailable(exc, self.thrift2_address) from None
-            except Exception as exc:  # thriftpy2's TIOError / TApplicationException / transport errors
-                name = type(exc).__name__
-                if name in ("TIOError", "TApplicationException"):
-                    message = getattr(exc, "message", None) or str(exc)
-                    raise StoreError(
-                        f"hbase Thrift2 at {self.thrift2_address} refused the read: {name}: {message[:500]}"
-                    ) from None
-                raise self._unavailable(exc, self.thrift2_address) from None
+            results = self._thrift2_call(functools.partial(self._thrift2.get_multiple, table, gets), "read")
             for i, result in zip(chunk, results, strict=True):
                 for cell in result.columnValues if result is not None else ():
                     feature = qualifiers.get(cell.qualifier)

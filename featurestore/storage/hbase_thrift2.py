@@ -107,6 +107,28 @@ exception TIllegalArgument {
   1: optional string message
 }
 
+struct TTableName {
+  1: optional binary ns
+  2: required binary qualifier
+}
+
+struct TColumnFamilyDescriptor {
+  1: required binary name
+  2: optional map<binary, binary> attributes
+  3: optional map<string, string> configuration
+  4: optional i32 blockSize
+  10: optional i32 maxVersions
+  11: optional i32 minVersions
+  13: optional i32 timeToLive
+}
+
+struct TTableDescriptor {
+ 1: required TTableName tableName
+ 2: optional list<TColumnFamilyDescriptor> columns
+ 3: optional map<binary, binary> attributes
+ 4: optional TDurability durability
+}
+
 enum TThriftServerType {
   ONE = 1,
   TWO = 2
@@ -124,6 +146,11 @@ service THBaseService {
   ) throws (1: TIOError io)
 
   TThriftServerType getThriftServerType()
+
+  void createTable(
+    1: required TTableDescriptor desc
+    2: optional list<binary> splitKeys
+  ) throws (1: TIOError io)
 }
 """
 
@@ -306,6 +333,23 @@ class Thrift2Pool:
         """``getMultiple``: one ``TResult`` per ``TGet`` (build them with :func:`thrift2`), in order."""
         result: list[Any] = self._with_connection(lambda client: client.call("getMultiple", table=table, tgets=gets))
         return result
+
+    def create_table(
+        self, table: str, families: Mapping[str, Mapping[str, int]], split_keys: list[bytes]
+    ) -> None:
+        """``createTable``: ``table`` (``ns:name`` or ``name``) with ``families`` (name -> ``maxVersions``
+        and ``timeToLive`` in seconds, when given) and one region per range between ``split_keys``."""
+        t = thrift2()
+        namespace, _, qualifier = table.rpartition(":")
+        name = t.TTableName(ns=namespace.encode() or None, qualifier=qualifier.encode())
+        columns = [
+            t.TColumnFamilyDescriptor(
+                name=family.encode(), maxVersions=options.get("max_versions"), timeToLive=options.get("time_to_live")
+            )
+            for family, options in families.items()
+        ]
+        descriptor = t.TTableDescriptor(tableName=name, columns=columns)
+        self._with_connection(lambda client: client.call("createTable", desc=descriptor, splitKeys=split_keys))
 
     def _with_connection(self, action: Any) -> Any:
         """``action(connection)`` on an idle connection (a new one if none, or if the idle one sat

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
 
 from featurestore.errors import ServiceUnavailableError, TransientError
+from featurestore.keys import SALT_BUCKETS
 from featurestore.services import ports
 from featurestore.storage.hbase import HBaseStore
 from featurestore.storage.versioned import VersionedStore, open_versioned_store
@@ -78,13 +80,29 @@ def test_distinct_timestamps_each_land_with_their_own_time(services: object) -> 
         store.close()
 
 
-def test_unreachable_thrift2_is_a_transient_error_on_put(services: object) -> None:
+def test_unreachable_thrift2_is_a_transient_error_naming_its_address(vstore: VersionedStore) -> None:
+    s = suite.new_table(vstore)
     store = HBaseStore.from_uri(f"{ports.HBASE_URI}?prefix=fstest&thrift2=127.0.0.1:1&timeout_s=1")
     try:
-        s = suite.new_table(store)  # table admin goes through Thrift v1: fine
-        with pytest.raises(ServiceUnavailableError) as info:
+        with pytest.raises(ServiceUnavailableError) as info:  # writes go through Thrift2
             suite.put(store, s, suite.v(1, suite.T0, 1, clicks=1))
         assert "127.0.0.1:1" in str(info.value)
+        with pytest.raises(ServiceUnavailableError) as info:  # so does table creation (split keys)
+            store.ensure_table(dataclasses.replace(s, name=s.name + "_new"))
+        assert "127.0.0.1:1" in str(info.value)
     finally:
-        suite.cleanup()
         store.close()
+
+
+def test_tables_are_pre_split_on_the_salt_buckets(vstore: VersionedStore) -> None:
+    """One region per salt bucket from the first row: writes of any key range spread over all."""
+    s = suite.new_table(vstore)
+    assert isinstance(vstore, HBaseStore)
+    with vstore._connection() as connection:
+        regions = connection.table(s.name).regions()
+    starts = sorted(r["start_key"] for r in regions)
+    assert starts == [b""] + [b"%02x:" % bucket for bucket in range(1, SALT_BUCKETS)]
+    keys = list(range(200))
+    suite.put(vstore, s, *(suite.v(k, suite.T0, k, clicks=k) for k in keys))
+    got = vstore.get_latest(s.name, keys, ["clicks"])
+    assert suite.cells(got, "clicks") == [(k, suite.T0) for k in keys]  # every bucket readable
