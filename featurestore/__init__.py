@@ -5,4 +5,6 @@ backends and the point-in-time engine. It imports none of the other top-level pa
 (registry, ingestion, backfill, sdk). Importing it starts no JVM and loads no Flink.
 """
 
+from featurestore import environment as environment  # the os.environ of before any job
+
 __version__ = "0.1.0"

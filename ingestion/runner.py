@@ -37,34 +37,6 @@ class RunResult:
     seconds: float
 
 
-# What a local job's Python workers leave in this process's environment: in a MiniCluster they run
-# as threads of the driver (loopback mode) and set these in os.environ. A child process inheriting
-# them cannot start a Flink job of its own (PYFLINK_GATEWAY_DISABLED makes PyFlink refuse to).
-WORKER_VARIABLES = (
-    "PYFLINK_GATEWAY_DISABLED",
-    "PYTHON_LOOPBACK_SERVER_ADDRESS",
-    "_PYFLINK_CONN_INFO_PATH",
-    "_PYTHON_WORKER_MEMORY_LIMIT",
-    "BOOT_LOG_DIR",
-    "SEMI_PERSISTENT_DIRECTORY",
-)
-
-
-# Python workers also copy the environment Flink hands them into os.environ wholesale (Beam's
-# worker pool: ``os.environ.update(params)``); after a job on the session cluster that included
-# JAVA_HOME="" from the TaskManager, and a child's PyFlink then looked for "bin/java". So children
-# start from the environment as it was when this module was first imported, before any job.
-_STARTUP_ENVIRONMENT = dict(os.environ)
-
-
-def child_environment(**extra: str) -> dict[str, str]:
-    """The environment for a child process that may run Flink jobs: this process's as it was
-    before any job ran here (:data:`_STARTUP_ENVIRONMENT`), without the worker variables, plus
-    ``extra``."""
-    env = {key: value for key, value in _STARTUP_ENVIRONMENT.items() if key not in WORKER_VARIABLES}
-    return {**env, **extra}
-
-
 # PyFlink's switch between Python workers in this process ("loopback") and on the TaskManagers.
 WORKER_MODE = "_python_worker_execution_mode"
 # The project's Python packages, shipped with every job to a remote cluster (``python.files``).

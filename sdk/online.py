@@ -127,6 +127,13 @@ class _LocalCache:
         return len(self._entries)
 
 
+class _Unknown:
+    """A snapshot pointer that only a store read can tell (:meth:`OnlineReader.get_local`)."""
+
+
+UNKNOWN = _Unknown()
+
+
 class OnlineReader:
     """Online lookups (module docstring). Built by :class:`sdk.FeatureStore`; thread-safe."""
 
@@ -154,21 +161,51 @@ class OnlineReader:
         ``features``: ``table:feature`` refs or a feature service name; ``now_ms`` (tests) is
         the time TTL is checked against (default: the wall clock).
         """
+        frame = self._get(features, entities, as_of, now_ms, local_only=False)
+        assert frame is not None
+        return frame
+
+    def get_local(self, features: FeaturesInput, entities: EntitiesInput) -> FeatureFrame | None:
+        """The latest values when the in-process cache alone has every key (and the snapshot
+        pointers are fresh), else None: it never waits on a store, so a server can answer it
+        on its event loop and hand only the others to a worker thread. Counted as :meth:`get`
+        when it answers, not at all when it does not."""
+        if (features if isinstance(features, str) else tuple(features)) not in self._requests:
+            return None  # resolving the request may read the registry
+        return self._get(features, entities, None, None, local_only=True)
+
+    def _get(
+        self,
+        features: FeaturesInput,
+        entities: EntitiesInput,
+        as_of: AsOf | None,
+        now_ms: int | None,
+        *,
+        local_only: bool,
+    ) -> FeatureFrame | None:
         request = self.request(features)
         keys = entity_columns(entities, request.key_columns)
         n = len(next(iter(keys.values()))) if keys else 0
         now = int(time.time() * 1000) if now_ms is None else to_millis(now_ms, what="now_ms")
         columns: dict[str, list[Any]] = dict(keys)
+        tally = ReadStats(requests=1)
         for part in request.parts:
             key_rows = normalize_keys(part.schema, list(zip(*(keys[k] for k in part.schema.key_names), strict=True)))
             if as_of is None:
-                rows = self._latest(part.schema, part.features, key_rows, now)
+                rows = self._latest(part.schema, part.features, key_rows, now, tally=tally, local_only=local_only)
+                if rows is None:
+                    return None
             else:
                 rows = self._as_of(part, key_rows, as_of)
             _assemble(columns, part, rows, None if as_of is not None else part.schema.ttl_ms, now)
-        with self._lock:
-            self._stats.requests += 1
+        self._count(tally)
         return FeatureFrame(columns, request.layout, n)
+
+    def _count(self, tally: ReadStats) -> None:
+        with self._lock:
+            for name, value in asdict(tally).items():
+                if value:
+                    setattr(self._stats, name, getattr(self._stats, name) + value)
 
     def get_one(self, features: FeaturesInput, key: Any, *, as_of: AsOf | None = None) -> dict[str, Any]:
         """One entity's features as a dict (``key``: a value, a tuple, or a dict of key columns)."""
@@ -206,21 +243,22 @@ class OnlineReader:
         request = self.request(features)
         keys = entity_columns(entities, request.key_columns)
         now = int(time.time() * 1000)
-        count = 0
+        tally = ReadStats()
         for part in request.parts:
             key_rows = normalize_keys(part.schema, list(zip(*(keys[k] for k in part.schema.key_names), strict=True)))
-            self._latest(part.schema, part.features, key_rows, now, refresh_hold_s=hold_s)
-            count += len(key_rows)
-        with self._lock:
-            self._stats.warmed += count
-        return count
+            self._latest(part.schema, part.features, key_rows, now, tally=tally, refresh_hold_s=hold_s)
+            tally.warmed += len(key_rows)
+        self._count(tally)
+        return tally.warmed
 
     # ------------------------------------------------------------------------------------ latest
-    def _pointer(self, table: str) -> SnapshotRef | None:
+    def _pointer(self, table: str, *, local_only: bool = False) -> SnapshotRef | _Unknown | None:
         mono = time.monotonic()
         cached = self._pointer_cache.get(table)
         if cached is not None and cached[0] > mono:
             return cached[1]
+        if local_only:
+            return UNKNOWN
         try:
             ref = self._stores.pointers.current(table)
         except ServiceUnavailableError as exc:
@@ -236,9 +274,15 @@ class OnlineReader:
         key_rows: list[tuple[Any, ...]],
         now_ms: int,
         *,
+        tally: ReadStats,
         refresh_hold_s: float | None = None,
-    ) -> list[_Row]:
-        ref = self._pointer(schema.name)
+        local_only: bool = False,
+    ) -> list[_Row] | None:
+        """The rows of ``key_rows``, counted in ``tally``; ``local_only``: None unless the
+        in-process cache has them all (nothing counted, no store read)."""
+        ref = self._pointer(schema.name, local_only=local_only)
+        if isinstance(ref, _Unknown):
+            return None
         physical = schema.name if ref is None else ref.online_table
         encoded = [encode_key(k) for k in key_rows]
         mono = time.monotonic()
@@ -250,16 +294,17 @@ class OnlineReader:
         for i, key in enumerate(encoded):
             row = self._local.get((physical, key), mono) if refresh_hold_s is None else None
             if row is None or (row.unresolved and any(row.status[i] == _UNRESOLVED for i in _index(schema, features))):
+                if local_only:
+                    return None
                 todo.setdefault(key, key_rows[i])
             else:
                 out[i] = row
                 hits += 1
-        with self._lock:
-            self._stats.lookups += len(encoded)
-            self._stats.local_hits += hits
-            self._stats.local_misses += len(encoded) - hits
-            if ref is not None:
-                self._stats.snapshot_lookups += len(encoded)
+        tally.lookups += len(encoded)
+        tally.local_hits += hits
+        tally.local_misses += len(encoded) - hits
+        if ref is not None:
+            tally.snapshot_lookups += len(encoded)
         if todo:
             got = self._fetch(schema, features, physical, ref, list(todo.values()), list(todo), now_ms)
             fetched = dict(zip(todo, got, strict=True))

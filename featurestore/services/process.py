@@ -20,6 +20,7 @@ from pathlib import Path
 
 import psutil
 
+from featurestore.environment import child_environment
 from featurestore.errors import ServiceStartError
 
 # Popen objects of processes this interpreter started: reaped on stop so none lingers as a zombie.
@@ -87,9 +88,7 @@ def spawn(
     """Start `argv` in a new session with output appended to `log_path`; write `pid_path`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    full_env = child_environment(**(env or {}))  # not os.environ: what local jobs left in it
     with log_path.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv[0]} ... {argv[-1]}\n".encode())
         log.flush()

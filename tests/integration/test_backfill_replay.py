@@ -29,12 +29,12 @@ import pytest
 from backfill.replay import ReplaySpec, read_output, read_replay
 from featurestore import eventlog
 from featurestore.datagen import CtrLogSpec, generate
+from featurestore.environment import child_environment
 from featurestore.errors import TerminalError
 from featurestore.fs import open_fs
 from featurestore.keys import encode_key, partition_for
 from featurestore.services import ports
 from featurestore.services.replay_jar import replay_jar
-from ingestion.runner import child_environment
 from registry.models import Source
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,9 +20,9 @@ import pytest
 
 from featurestore.config import scratch_cluster_config
 from featurestore.datagen import CtrLogSpec, generate
+from featurestore.environment import child_environment
 from featurestore.keys import encode_key, partition_for
 from ingestion.progress import read_progress
-from ingestion.runner import child_environment
 from tests.integration.test_ingest_kafka import (
     PARTITIONS,
     TABLE,

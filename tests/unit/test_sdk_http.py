@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ def test_health_and_openapi(store: FeatureStore) -> None:
 
 
 def test_saturation_is_a_503_not_a_queue(store: FeatureStore) -> None:
-    """With one slot taken by a slow lookup, the next request is refused at once with 503."""
+    """With one slot taken by a slow lookup, the next request is refused at once with 503 (the
+    key is not in the in-process cache: a lookup it answers takes no slot)."""
     app = create_app(store, max_concurrency=1, timeout_s=5)
     entered, release = threading.Event(), threading.Event()
     original = store.online.get
@@ -104,13 +106,16 @@ def test_saturation_is_a_503_not_a_queue(store: FeatureStore) -> None:
         release.wait(5)
         return original(*args, **kwargs)
 
-    body = {"features": [C1D], "entities": {"user_id": ["u1"]}}
+    body = {"features": [C1D], "entities": {"user_id": [f"uncached-{uuid.uuid4().hex}"]}}
 
     async def run() -> tuple[httpx.Response, httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=URL) as client:
             first = asyncio.create_task(client.post("/features/online", json=body))
-            while not entered.is_set():
+            for _ in range(500):
+                if entered.is_set():
+                    break
                 await asyncio.sleep(0.01)
+            assert entered.is_set(), "the slow lookup was never called"
             second = await client.post("/features/online", json=body)
             release.set()
             return await first, second
@@ -135,8 +140,9 @@ def test_slow_lookup_times_out_with_504(store: FeatureStore) -> None:
         return original(*args, **kwargs)
 
     store.online.get = stuck  # type: ignore[method-assign]
+    body = {"features": [C1D], "entities": {"user_id": [f"uncached-{uuid.uuid4().hex}"]}}
     try:
-        response = call(app, "POST", "/features/online", json={"features": [C1D], "entities": {"user_id": ["u1"]}})
+        response = call(app, "POST", "/features/online", json=body)
     finally:
         release.set()
         store.online.get = original  # type: ignore[method-assign]

@@ -108,6 +108,19 @@ def test_read_path_fallbacks_are_counted(fs: FeatureStore) -> None:
     assert (s.local_hits, s.cache_hits, s.store_reads, s.requests) == (3, 1, 2, 2)  # second time: all local
 
 
+def test_get_local_answers_only_from_the_in_process_cache(fs: FeatureStore) -> None:
+    assert fs.online.get_local([C1D], ["u1", "u2"]) is None  # the request is not resolved yet
+    assert fs.online.stats().requests == 0
+    fs.online.get([C1D], ["u1"])  # resolves the request, caches u1 in process
+    before = fs.online.stats()
+    assert fs.online.get_local([C1D], ["u1", "u2"]) is None  # u2 needs the online cache
+    assert fs.online.stats() == before  # a refusal counts nothing and reads no store
+    local = fs.online.get_local([C1D], ["u1"])
+    assert local is not None and local.to_pydict() == fs.online.get([C1D], ["u1"]).to_pydict()
+    s = fs.online.stats()
+    assert (s.requests, s.local_hits, s.cache_hits) == (before.requests + 2, before.local_hits + 2, before.cache_hits)
+
+
 def test_local_cache_disabled_goes_to_the_cache_each_time(tmp_path: Path) -> None:
     store = open_store(make_repo(tmp_path), options=ServingOptions(local_cache_s=0))
     seed(store)
