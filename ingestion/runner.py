@@ -82,6 +82,21 @@ def remote_jars() -> list[str]:
     return [flink_python_jar().as_uri()]
 
 
+def hadoop_on_gateway() -> bool:
+    """Whether PyFlink's gateway JVM (which runs local jobs) has Hadoop on its classpath, as
+    Flink needs to reach ``hdfs://``: yes when it starts after this call (``HADOOP_CLASSPATH`` is
+    set to Hadoop's jars first, as a Flink deployment sets it from ``hadoop classpath``), or when
+    ``HADOOP_CLASSPATH`` was set when it started. The gateway starts once per process; jobs that
+    only read local files do not need Hadoop there."""
+    import pyflink.java_gateway as gateway
+
+    if gateway._gateway is None and "HADOOP_CLASSPATH" not in os.environ:
+        from featurestore.services.manager import hadoop_jars
+
+        os.environ["HADOOP_CLASSPATH"] = ":".join(hadoop_jars())
+    return "HADOOP_CLASSPATH" in os.environ
+
+
 def table_environment(jars: Sequence[str] | None, parallelism: int, options: Mapping[str, str]) -> Any:
     """A streaming TableEnvironment with the connector jars, UTC, and ``options`` on top; a job
     for a remote cluster (``execution.target: remote``) also ships Flink's Python runtime and the

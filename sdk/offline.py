@@ -60,13 +60,28 @@ class OfflineFeatures:
         *,
         event_time: str = "ts",
         options: ExportOptions | None = None,
+        engine: str = "duckdb",
     ) -> pa.Table:
         """The samples with each feature as of the sample's ``event_time`` (a training set's
-        ``as_of: strict`` is honoured when ``features`` names one)."""
+        ``as_of: strict`` is honoured when ``features`` names one). ``engine``: ``duckdb`` (one
+        machine) or ``flink`` (a Flink batch job, on the profile's cluster when it has one); the
+        same rows either way."""
         from featurestore.pit.engine import get_historical_features
 
         refs, opts = self._plan(features, options)
-        return get_historical_features(samples, refs, self.sources(refs), event_time=event_time, options=opts)
+        return get_historical_features(samples, refs, self.sources(refs), event_time=event_time, options=opts,
+                                       join=self._join(engine))
+
+    def _join(self, engine: str) -> Any:
+        if engine == "duckdb":
+            return None
+        if engine == "flink":
+            from ingestion.flink_export import for_profile
+
+            return for_profile(self._stores.config.flink)
+        from featurestore.errors import ValidationError
+
+        raise ValidationError(f"unknown export engine {engine!r}", location="engine", hint="duckdb or flink")
 
     def export(
         self,
@@ -78,10 +93,11 @@ class OfflineFeatures:
         event_time: str = "ts",
         options: ExportOptions | None = None,
         manifest_path: str | Path | None = None,
+        engine: str = "duckdb",
     ) -> Manifest:
         """Write the point-in-time join to ``output`` with a manifest (registry version, snapshots,
         content hash) at ``manifest_path`` (default ``<output>.manifest.json``; an Iceberg export
-        writes one only when given a path)."""
+        writes one only when given a path). ``engine``: as for :meth:`get_historical_features`."""
         from featurestore.pit.engine import export
 
         refs, opts = self._plan(features, options)
@@ -89,7 +105,7 @@ class OfflineFeatures:
         return export(
             samples, refs, self.sources(refs), output=output, format=format, event_time=event_time, options=opts,
             registry_version="" if current is None else str(current.id), log=self._stores.offline_log,
-            manifest_path=manifest_path,
+            manifest_path=manifest_path, join=self._join(engine),
         )
 
     def reproduce(self, manifest: Manifest | str | Path, *, output: str | Path, **kwargs: Any) -> Manifest:

@@ -67,7 +67,10 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class JoinPlan:
+    """What a join runs: the samples, one :class:`TablePart` per write group of each table, the
+    bound sources (registered on the DuckDB connection), the output schema and the refs."""
+
     samples: Samples
     parts: tuple[TablePart, ...]
     bound: tuple[BoundSource, ...]
@@ -106,7 +109,7 @@ def _plan(
     samples: Samples,
     features: Sequence[str],
     sources: Sequence[FeatureSource],
-) -> _Plan:
+) -> JoinPlan:
     refs = parse_refs(features, sources)
     names = _output_names(refs, samples.columns)
     sample_schema = samples.table.schema
@@ -129,7 +132,7 @@ def _plan(
     fields = [sample_schema.field(c) for c in samples.columns]
     by_table = {s.schema.name: s.schema for s in used}
     fields += [pa.field(names[r], arrow_type(by_table[r.table].feature(r.feature).dtype)) for r in refs]
-    return _Plan(samples, tuple(parts), tuple(bound), pa.schema(fields), tuple(refs))
+    return JoinPlan(samples, tuple(parts), tuple(bound), pa.schema(fields), tuple(refs))
 
 
 def _write_sets(con: duckdb.DuckDBPyConnection, bound: BoundSource) -> list[str | None]:
@@ -170,7 +173,7 @@ def _chunks(times: np.ndarray[Any, np.dtype[np.int64]], chunk_rows: int) -> list
     return list(zip(edges, highs, strict=True))
 
 
-def _assemble(plan: _Plan, result: pa.RecordBatch, sample_table: pa.Table) -> pa.Table:
+def _assemble(plan: JoinPlan, result: pa.RecordBatch, sample_table: pa.Table) -> pa.Table:
     rows = result.column(0)
     columns = sample_table.take(rows).columns
     # the query groups features by table; the output keeps the requested order: match by name
@@ -183,7 +186,9 @@ def _assemble(plan: _Plan, result: pa.RecordBatch, sample_table: pa.Table) -> pa
     return pa.Table.from_arrays(columns, schema=plan.schema)
 
 
-def _result_batches(con: duckdb.DuckDBPyConnection, plan: _Plan, options: ExportOptions, spill: str) -> Iterator[Any]:
+def _result_batches(
+    con: duckdb.DuckDBPyConnection, plan: JoinPlan, options: ExportOptions, spill: str
+) -> Iterator[Any]:
     times = plan.samples.times()
     chunks = _chunks(times, options.chunk_rows)
     in_order = len(chunks) <= 1 or bool(np.all(times[1:] >= times[:-1]))
@@ -208,6 +213,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: Runs a plan: row id (column 0, in sample order) and the feature columns, in record batches.
+#: The default is DuckDB (:func:`_result_batches`); ``ingestion.flink_export.FlinkJoin`` runs it
+#: on Flink.
+Join = Callable[[duckdb.DuckDBPyConnection, JoinPlan, ExportOptions, str], Iterator[Any]]
+
+
 def _run(
     samples: Samples,
     features: Sequence[str],
@@ -216,7 +227,8 @@ def _run(
     make_sink: Callable[[pa.Schema], Sink],
     *,
     content_hash: bool = False,
-) -> tuple[_Plan, int, dict[str, str] | None]:
+    join: Join | None = None,
+) -> tuple[JoinPlan, int, dict[str, str] | None]:
     with tempfile.TemporaryDirectory(prefix="fs-pit-", dir=options.spill_dir) as spill:
         con = _connect(options, spill)
         try:
@@ -226,7 +238,7 @@ def _run(
             sink = make_sink(plan.schema)
             rows = 0
             try:
-                for batch in _result_batches(con, plan, options, spill):
+                for batch in (join or _result_batches)(con, plan, options, spill):
                     assembled = _assemble(plan, batch, sample_table)
                     if hasher is not None:
                         hasher.update(assembled)
@@ -254,15 +266,17 @@ def get_historical_features(
     *,
     event_time: str = "event_time",
     options: ExportOptions | None = None,
+    join: Join | None = None,
 ) -> pa.Table:
-    """The samples with the requested features as of each sample's event time, in memory."""
+    """The samples with the requested features as of each sample's event time, in memory.
+    ``join``: another engine for the join (default DuckDB)."""
     holder: list[MemorySink] = []
 
     def make_sink(schema: pa.Schema) -> Sink:
         holder.append(MemorySink(schema))
         return holder[0]
 
-    _run(load_samples(samples, event_time), features, sources, options or ExportOptions(), make_sink)
+    _run(load_samples(samples, event_time), features, sources, options or ExportOptions(), make_sink, join=join)
     return holder[0].table()
 
 
@@ -278,16 +292,20 @@ def export(
     registry_version: str = "",
     log: OfflineLog | None = None,
     manifest_path: str | Path | None = None,
+    join: Join | None = None,
 ) -> Manifest:
     """Write the point-in-time join to ``output`` and its manifest (default ``<output>.manifest.json``).
 
     ``format`` is parquet, arrow (IPC file), avro or iceberg (``output`` is then a table
-    identifier in ``log``'s catalog).
+    identifier in ``log``'s catalog). ``join``: another engine for the join (default DuckDB;
+    ``ingestion.flink_export.FlinkJoin``); the engines give the same rows, so the manifest does
+    not depend on it.
     """
     opts = options or ExportOptions()
     loaded = load_samples(samples, event_time)
     plan, rows, digest = _run(
-        loaded, features, sources, opts, lambda schema: open_sink(format, output, schema, log=log), content_hash=True
+        loaded, features, sources, opts, lambda schema: open_sink(format, output, schema, log=log), content_hash=True,
+        join=join,
     )
     target = str(Path(output).resolve()) if format != "iceberg" else str(output)
     manifest = Manifest(

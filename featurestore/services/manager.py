@@ -51,6 +51,7 @@ SERVICE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 _OPTIONAL: dict[str, Callable[[Layout], Service]] = {"flink-cluster": FlinkClusterService}
 OPTIONAL_SERVICE_NAMES: tuple[str, ...] = tuple(_OPTIONAL)
 FLINK_CONNECTORS_POM = "flink-connectors"
+FLINK_PARQUET_POM = "flink-parquet"
 
 ServiceRef = str | Service
 
@@ -237,3 +238,19 @@ def flink_jars() -> list[str]:
 
     jars = maven.resolve(FLINK_CONNECTORS_POM, Layout.default()).jars
     return [*(Path(j).as_uri() for j in jars if Path(j).name.startswith("flink-")), replay_jar_url()]
+
+
+def hadoop_jars() -> list[str]:
+    """Hadoop's client jars (the HDFS service's Maven resolution) as a deployment's ``hadoop
+    classpath`` gives them, without Hadoop's logging jars: Flink logs through its own Log4j 2."""
+    from featurestore.services.flink import HADOOP_LOGGING_JARS
+
+    jars = maven.resolve("hadoop", Layout.default(), service="hdfs").jars
+    return [j for j in jars if not Path(j).name.startswith(HADOOP_LOGGING_JARS)]
+
+
+def parquet_jars() -> list[str]:
+    """file:// URLs of Flink's Parquet format and its Parquet dependencies (its SQL bundle is not
+    on Maven Central for Flink 2): with :func:`flink_jars`, what a job reading and writing Parquet
+    needs besides Hadoop, which Parquet is built on."""
+    return [Path(j).as_uri() for j in maven.resolve(FLINK_PARQUET_POM, Layout.default()).jars]

@@ -2,6 +2,7 @@
 
     featurestore export --repo R (--training-set NAME | --features t:f,...) --samples PATH --out OUT
                         [--format parquet|arrow|avro|iceberg] [--as-of inclusive|strict] [--chunk-rows N]
+                        [--engine duckdb|flink]
     featurestore export --reproduce MANIFEST [--out OUT] [--format F]
 
 Built on ``FeatureStore.offline`` (sdk/offline.py) and the point-in-time engine
@@ -46,6 +47,8 @@ _FILE_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "avro": "avro"}
               help="a sample at T sees versions at <= T or < T  [default: the training set's, else inclusive]")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None,
               help="samples joined per chunk (by event-time range)  [default: 2,000,000]")
+@click.option("--engine", type=click.Choice(["duckdb", "flink"]), default="duckdb", show_default=True,
+              help="duckdb: on this machine; flink: a Flink batch job (the profile's cluster with flink.mode remote)")
 @click.option("--manifest", "manifest_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="where the manifest goes  [default: OUT.manifest.json; "
                    "for Iceberg: .featurestore/exports/ in the repo]")
@@ -55,7 +58,7 @@ _FILE_SUFFIX = {"parquet": "parquet", "arrow": "arrow", "avro": "avro"}
 def export(
     repo: Path, profile: str | None, training_set: str | None, features: tuple[str, ...], samples: Path | None,
     event_time: str | None, out: str | None, fmt: str | None, as_of: str | None, chunk_rows: int | None,
-    manifest_out: Path | None, reproduce: Path | None,
+    engine: str, manifest_out: Path | None, reproduce: Path | None,
 ) -> None:
     """Export a point-in-time training set (samples + features as of each sample's time) with a manifest."""
     from sdk.store import FeatureStore
@@ -75,7 +78,7 @@ def export(
         raise click.UsageError("--out is required")
     with FeatureStore(repo, profile) as fs:
         _export(fs, training_set, _split_refs(features), samples, event_time or "ts", out, fmt or "parquet", as_of,
-                chunk_rows, manifest_out)
+                chunk_rows, manifest_out, engine)
 
 
 def _split_refs(features: Sequence[str]) -> list[str]:
@@ -84,7 +87,7 @@ def _split_refs(features: Sequence[str]) -> list[str]:
 
 def _export(
     fs: FeatureStore, training_set: str | None, refs: list[str], samples: Path | None, event_time: str, out: str,
-    fmt: str, as_of: str | None, chunk_rows: int | None, manifest_out: Path | None,
+    fmt: str, as_of: str | None, chunk_rows: int | None, manifest_out: Path | None, engine: str = "duckdb",
 ) -> None:
     from featurestore.config import STATE_DIR
     from featurestore.errors import ValidationError
@@ -123,11 +126,11 @@ def _export(
     if manifest_out is None and fmt == "iceberg":
         manifest_out = fs.repo / STATE_DIR / "exports" / f"{out}.manifest.json"
     manifest = fs.offline.export(samples, refs, output=out, format=fmt, event_time=event_time, options=options,
-                                 manifest_path=manifest_out)
+                                 manifest_path=manifest_out, engine=engine)
     done = time.perf_counter()
     written = manifest_out or Path(f"{manifest.output['target']}.manifest.json")
     click.echo(f"exported {manifest.row_count:,} rows x {_count(len(manifest.features), 'feature')} ({what}, "
-               f"as of {'strict' if strict else 'inclusive'})")
+               f"as of {'strict' if strict else 'inclusive'}, engine {engine})")
     _describe(fs, manifest, written.resolve())
     click.echo(f"  timings: registry {resolved - started:.2f} s, samples check {checked - resolved:.2f} s, "
                f"join + write {done - checked:.2f} s, total {done - started:.2f} s")

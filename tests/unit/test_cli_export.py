@@ -95,7 +95,7 @@ def read_rows(fmt: str, target: str, log: OfflineLog) -> list[dict[str, Any]]:
 def test_export_features_to_parquet_prints_rows_target_manifest_and_timings(repo: Repo, tmp_path: Path) -> None:
     out = tmp_path / "out" / "train.parquet"
     text = repo.ok("--features", f"{C1D},{C30D}", "--samples", str(repo.samples), "--out", str(out))
-    assert f"exported 3 rows x 2 features (features {C1D}, {C30D}, as of inclusive)" in text
+    assert f"exported 3 rows x 2 features (features {C1D}, {C30D}, as of inclusive, engine duckdb)" in text
     assert f"to {out.resolve()} (parquet)" in text
     assert f"manifest: {out.resolve()}.manifest.json" in text
     assert "registry version 1" in text and f"{USERS}@" in text
@@ -122,7 +122,7 @@ def test_strict_as_of_and_repeated_features_and_chunks(repo: Repo, tmp_path: Pat
 def test_a_training_set_export_takes_its_features_and_as_of(repo: Repo, tmp_path: Path) -> None:
     out = tmp_path / "deepfm.parquet"
     text = repo.ok("--training-set", "ctr_deepfm_v1", "--samples", str(repo.samples), "--out", str(out))
-    assert "exported 3 rows x 12 features (training set ctr_deepfm_v1, as of inclusive)" in text
+    assert "exported 3 rows x 12 features (training set ctr_deepfm_v1, as of inclusive, engine duckdb)" in text
     assert "user_impression_features@empty" in text  # in the log, no snapshot yet
     table = pq.read_table(out)
     assert table.num_rows == 3 and "item_impressions_30d" in table.column_names
