@@ -40,12 +40,17 @@ class CpuSplit:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def _components(self) -> dict[int, str]:
+    def _services(self) -> dict[int, str]:
+        """The services' processes: found once (a status call health-checks every service)."""
         found: dict[int, str] = {}
         for status in manager.status():
             if status.healthy:
                 for pid in manager.service(status.name).pids().values():
                     found[pid] = status.name
+        return found
+
+    def _components(self) -> dict[int, str]:
+        found = dict(self._service_pids)
         me = psutil.Process()
         found[me.pid] = "python"
         for child in me.children(recursive=True):
@@ -70,6 +75,7 @@ class CpuSplit:
             self._read()
 
     def __enter__(self) -> CpuSplit:
+        self._service_pids = self._services()
         self._initial: dict[int, float] = {}
         for pid in self._components():
             try:

@@ -12,7 +12,9 @@ baseline is the plain ASOF JOIN query with only what it needs to give the same o
 CASE, ORDER BY sample row); the generated versions have unique (key, time) and no null cells,
 so it needs no seq tie-break or null handling. With ``--written groups`` the baseline runs one
 ASOF JOIN per (table, group) over the rows of that group (``WHERE _written = ...``), which is
-what the data needs. Both outputs are compared row for row.
+what the data needs. Both outputs are compared row for row. Beside them (not with ``--scale``),
+the same export on the Flink engine (``--engine flink``: a batch job on the local MiniCluster,
+parallelism 2; peak RSS of its JVM reported), compared row for row with ours.
 Prints a table and, as the last line, a JSON object (also saved to bench/results/pit_export.json).
 """
 
@@ -108,6 +110,18 @@ def run_ours(work: Path, out: Path) -> dict[str, Any]:
     return {"rows": manifest.row_count}
 
 
+def run_flink(work: Path, out: Path) -> dict[str, Any]:
+    from featurestore.pit import ExportOptions, FeatureSource, export
+    from ingestion.flink_export import FlinkJoin
+
+    sources = [FeatureSource(s, work / s.name) for s in schemas()]
+    refs = [f"{s.name}:*" for s in schemas()]
+    join = FlinkJoin(parallelism=2)
+    manifest = export(work / "samples.parquet", refs, sources, output=out,
+                      options=ExportOptions(memory_limit=MEMORY_LIMIT, spill_dir=str(work)), join=join)
+    return {"rows": manifest.row_count, "job_seconds": join.seconds}
+
+
 def run_baseline(work: Path, out: Path) -> dict[str, Any]:
     import duckdb
 
@@ -133,11 +147,29 @@ def run_baseline(work: Path, out: Path) -> dict[str, Any]:
     return {"rows": pq.read_metadata(out).num_rows}
 
 
+def _children_peak_rss_mb() -> float:
+    """Peak RSS (VmHWM) of this process's live children: the Flink engine's JVM (PyFlink's
+    gateway, which runs the local job) is still running when the export returns."""
+    import psutil
+
+    peak = 0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]))
+    return peak / 1024
+
+
 def child(which: str, work: Path, out: Path) -> None:
     start = time.perf_counter()
-    info = (run_ours if which == "ours" else run_baseline)(work, out)
+    info = {"ours": run_ours, "flink": run_flink, "baseline": run_baseline}[which](work, out)
     info["seconds"] = time.perf_counter() - start
     info["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    info["children_peak_rss_mb"] = _children_peak_rss_mb()
     print(json.dumps(info))
 
 
@@ -172,7 +204,8 @@ def main() -> None:
     size.add_argument("--scale", action="store_true")
     parser.add_argument("--written", choices=["none", "one", "groups"], default="none",
                         help="versions without _written (default), with one write-set, or 2 groups per table")
-    parser.add_argument("--child", choices=["ours", "baseline"])
+    parser.add_argument("--skip-flink", action="store_true", help="leave out the Flink engine")
+    parser.add_argument("--child", choices=["ours", "flink", "baseline"])
     parser.add_argument("--work")
     args = parser.parse_args()
     if args.child:
@@ -189,6 +222,8 @@ def main() -> None:
         ours = measure("ours", work)
         base = None if mode == "scale" else measure("baseline", work)
         equal = None if base is None else same_output(Path(ours["output"]), Path(base["output"]))
+        flink = None if mode == "scale" or args.skip_flink else measure("flink", work)
+        flink_equal = None if flink is None else same_output(Path(flink["output"]), Path(ours["output"]))
     result = {
         "mode": mode, "written": args.written, "samples": samples, "versions_per_table": versions,
         "tables": len(TABLES),
@@ -199,12 +234,22 @@ def main() -> None:
         "peak_rss_mb": round(ours["peak_rss_mb"], 1),
         "duckdb_asof_peak_rss_mb": None if base is None else round(base["peak_rss_mb"], 1),
         "outputs_equal": equal, "memory_limit": MEMORY_LIMIT,
+        # the same export on Flink (ingestion/flink_export.py, local MiniCluster, parallelism 2)
+        "flink_seconds": None if flink is None else round(flink["seconds"], 2),
+        "flink_job_seconds": None if flink is None else round(flink["job_seconds"], 2),
+        "flink_vs_duckdb_engine_ratio": None if flink is None else round(flink["seconds"] / ours["seconds"], 3),
+        "flink_python_peak_rss_mb": None if flink is None else round(flink["peak_rss_mb"], 1),
+        "flink_jvm_peak_rss_mb": None if flink is None else round(flink["children_peak_rss_mb"], 1),
+        "flink_outputs_equal": flink_equal,
     }
     print(f"{'run':<14}{'seconds':>10}{'peak RSS MB':>14}")
     print(f"{'ours':<14}{ours['seconds']:>10.2f}{ours['peak_rss_mb']:>14.0f}")
     if base is not None:
         print(f"{'duckdb asof':<14}{base['seconds']:>10.2f}{base['peak_rss_mb']:>14.0f}")
         print(f"ratio {result['ratio_vs_duckdb_asof']}  outputs equal: {equal}")
+    if flink is not None:
+        print(f"{'flink engine':<14}{flink['seconds']:>10.2f}{flink['children_peak_rss_mb']:>14.0f}  (JVM; job "
+              f"{flink['job_seconds']:.2f} s)  outputs equal to ours: {flink_equal}")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "pit_export.json" if mode != "scale" else "pit_export_scale.json"
