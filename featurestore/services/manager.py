@@ -18,6 +18,7 @@ from featurestore.services import maven
 from featurestore.services.base import Service
 from featurestore.services.flink import FlinkClusterService
 from featurestore.services.hbase import HBaseService
+from featurestore.services.hbase_cluster import HBaseClusterService
 from featurestore.services.hdfs import HdfsService
 from featurestore.services.kafka import KafkaService
 from featurestore.services.process import Layout, rss_bytes, stop_pid_file, wait_healthy
@@ -48,7 +49,10 @@ _FACTORIES: dict[str, Callable[[Layout], Service]] = {
 }
 SERVICE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 # Started only when named (`featurestore services up flink-cluster`); `down` stops them too.
-_OPTIONAL: dict[str, Callable[[Layout], Service]] = {"flink-cluster": FlinkClusterService}
+_OPTIONAL: dict[str, Callable[[Layout], Service]] = {
+    "flink-cluster": FlinkClusterService,
+    "hbase-cluster": HBaseClusterService,
+}
 OPTIONAL_SERVICE_NAMES: tuple[str, ...] = tuple(_OPTIONAL)
 FLINK_CONNECTORS_POM = "flink-connectors"
 FLINK_PARQUET_POM = "flink-parquet"

@@ -21,8 +21,8 @@ def services() -> None:
 @click.argument("names", nargs=-1, type=SERVICE_CHOICE)
 @click.option("--timeout", type=float, default=None, help="Seconds each service may take to become healthy.")
 def up(names: tuple[str, ...], timeout: float | None) -> None:
-    """Install on first use and start NAMES (default: all but the optional flink-cluster); healthy ones
-    are left alone."""
+    """Install on first use and start NAMES (default: all but the optional flink-cluster and
+    hbase-cluster); healthy ones are left alone."""
     from featurestore.services import manager
 
     report = manager.up(list(names) or None, timeout=timeout)
