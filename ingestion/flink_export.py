@@ -1,7 +1,7 @@
 """The point-in-time join as a Flink batch job: ``featurestore export --engine flink``.
 
 The same join as the DuckDB engine (:mod:`featurestore.pit.query`), planned the same way
-(:func:`featurestore.pit.engine.plan_join`: feature refs, write groups, output names), run as one
+(:class:`featurestore.pit.engine.JoinPlan`: feature refs, write groups, output names), run as one
 Flink job over the Parquet files of the feature log, so it scales out with the cluster: the
 samples and each table's versions are one stream, partitioned by the entity key and sorted by
 time, and a sample takes, per write group, the newest version before it.
