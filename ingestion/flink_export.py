@@ -32,6 +32,7 @@ cluster reads: pass ``work_dir`` on ``hdfs://``).
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from featurestore.config import FlinkConfig
 from featurestore.errors import ConfigError, ValidationError
+from featurestore.fs import FileSystem, open_fs
 from featurestore.pit.engine import ExportOptions, JoinPlan
 from featurestore.pit.query import TablePart
 from featurestore.pit.samples import ROW_ID, TIME
@@ -72,14 +74,17 @@ class FlinkJoin:
     def __call__(
         self, con: duckdb.DuckDBPyConnection, plan: JoinPlan, options: ExportOptions, spill: str
     ) -> Iterator[Any]:
-        work = Path(self.work_dir or spill) / "flink"
-        work.mkdir(parents=True, exist_ok=True)
-        statements, outputs = _statements(con, plan, options.strict, work)
-        started = time.perf_counter()
-        if statements:
-            _run(statements, self.parallelism, self.options or {})
-        self.seconds = time.perf_counter() - started
-        yield from _results(plan, outputs, options.batch_rows)
+        work = f"{(self.work_dir or spill).rstrip('/')}/flink-{uuid.uuid4().hex[:12]}"
+        fs = open_fs(work)
+        try:
+            statements, outputs = _statements(con, plan, options.strict, work, fs)
+            started = time.perf_counter()
+            if statements:
+                _run(statements, self.parallelism, self.options or {})
+            self.seconds = time.perf_counter() - started
+            yield from _results(plan, outputs, options.batch_rows, fs)
+        finally:
+            fs.delete(work)
 
 
 def for_profile(flink: FlinkConfig) -> FlinkJoin:
@@ -97,7 +102,9 @@ def _run(statements: Sequence[str], parallelism: int, options: Mapping[str, str]
     from ingestion.runner import execute_inserts, hadoop_on_gateway, table_environment
 
     jars = [*flink_jars(), *parquet_jars()]
-    if not hadoop_on_gateway():
+    # a cluster has Hadoop on its classpath (HADOOP_CLASSPATH, docs/cluster.md); a local job runs
+    # in the gateway
+    if options.get("execution.target") != "remote" and not hadoop_on_gateway():
         remote = [s for s in statements if "'path' = 'hdfs://" in s]
         if remote:
             raise ConfigError(
@@ -141,7 +148,15 @@ def _parquet_table(name: str, columns: Sequence[tuple[str, str]], path: str) -> 
             f"'connector' = 'filesystem', 'path' = {_literal(_uri(path))}, 'format' = 'parquet')")
 
 
-def _version_files(con: duckdb.DuckDBPyConnection, bound: BoundSource, work: Path, index: int) -> list[str]:
+def _write_parquet(fs: FileSystem, path: str, table: pa.Table) -> None:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    fs.write_bytes(path, buffer.getvalue().to_pybytes())
+
+
+def _version_files(
+    con: duckdb.DuckDBPyConnection, bound: BoundSource, work: str, fs: FileSystem, index: int
+) -> list[str]:
     """Parquet files holding exactly the versions ``bound`` reads."""
     if bound.files:
         return list(bound.files)
@@ -149,14 +164,14 @@ def _version_files(con: duckdb.DuckDBPyConnection, bound: BoundSource, work: Pat
     if record.get("kind") == "iceberg" and record.get("snapshot_id") is not None:
         files: list[str] = bound.source.versions.data_files(snapshot_id=record["snapshot_id"])  # type: ignore[union-attr]
         return files
-    path = work / f"versions_{index}.parquet"  # in memory, or an empty log: written out once
-    con.execute(f"COPY (SELECT * FROM {q(bound.view)}) TO {_literal(str(path))} (FORMAT parquet)")
-    return [str(path)]
+    path = f"{work}/versions_{index}.parquet"  # in memory, or an empty log: written out once
+    _write_parquet(fs, path, con.sql(f'SELECT * FROM "{bound.view}"').to_arrow_table())
+    return [path]
 
 
 def _statements(
-    con: duckdb.DuckDBPyConnection, plan: JoinPlan, strict: bool, work: Path
-) -> tuple[list[str], list[tuple[Path, tuple[TablePart, ...]]]]:
+    con: duckdb.DuckDBPyConnection, plan: JoinPlan, strict: bool, work: str, fs: FileSystem
+) -> tuple[list[str], list[tuple[str, tuple[TablePart, ...]]]]:
     """The job's statements, and per table the directory of its result and its parts."""
     by_view: dict[str, list[TablePart]] = {}
     for part in plan.parts:
@@ -164,11 +179,11 @@ def _statements(
     if not by_view:
         return [], []
     sample_keys = sorted({col for p in plan.parts for _, col in p.keys})
-    samples_file = work / "samples.parquet"
+    samples_file = f"{work}/samples.parquet"
     samples = plan.samples.table.select([*sample_keys, TIME, ROW_ID])
-    pq.write_table(samples, samples_file)
+    _write_parquet(fs, samples_file, samples)
     sample_columns = [(f.name, _flink_type(f, "samples")) for f in samples.schema]
-    statements = [_parquet_table("__fs_samples", sample_columns, str(samples_file))]
+    statements = [_parquet_table("__fs_samples", sample_columns, samples_file)]
     outputs = []
     for index, bound in enumerate(b for b in plan.bound if b.view in by_view):
         parts = tuple(by_view[bound.view])
@@ -178,14 +193,14 @@ def _statements(
         where = f"versions of {schema.name}"
         columns = [(c, _flink_type(arrow.field(c), where)) for c in (*schema.key_names, VERSION_MS, SEQ, *features)]
         columns.append((WRITTEN, "STRING"))
-        files = _version_files(con, bound, work, index)
+        files = _version_files(con, bound, work, fs, index)
         names = [f"__fs_v{index}_{n}" for n in range(len(files))]
         statements += [_parquet_table(name, columns, path) for name, path in zip(names, files, strict=True)]
         types = dict(columns)
-        out_dir = work / f"result_{index}"
+        out_dir = f"{work}/result_{index}"
         outputs.append((out_dir, parts))
         out_columns = [(ROW_ID, "BIGINT"), *((out, types[f]) for p in parts for f, out in p.features)]
-        statements.append(_parquet_table(f"__fs_out{index}", out_columns, str(out_dir)))
+        statements.append(_parquet_table(f"__fs_out{index}", out_columns, out_dir))
         statements.append(_insert(f"__fs_out{index}", parts, names, types, strict))
     return statements, outputs
 
@@ -236,22 +251,25 @@ def _insert(
     return f"INSERT INTO {q(sink)} SELECT {', '.join(outer)} FROM ({inner}) WHERE __row IS NOT NULL"
 
 
-def _read_result(directory: Path, expected: int) -> pa.Table:
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
-    tables = [pq.read_table(p) for p in files]
+def _read_result(fs: FileSystem, directory: str, expected: int) -> pa.Table:
+    """The Parquet files Flink wrote to ``directory`` (its in-progress files start with a dot)."""
+    files = [f for f in fs.list_files(directory) if not f.rsplit("/", 1)[-1].startswith((".", "_"))]
+    tables = [pq.read_table(pa.BufferReader(fs.read_bytes(f))) for f in files]
     table = pa.concat_tables(tables) if tables else pa.table({ROW_ID: pa.array([], pa.int64())})
     if table.num_rows != expected:  # the join must keep every sample exactly once
         raise AssertionError(f"the flink job produced {table.num_rows} rows for {expected} samples in {directory}")
     return table.take(pc.sort_indices(table.column(ROW_ID)))
 
 
-def _results(plan: JoinPlan, outputs: Sequence[tuple[Path, tuple[TablePart, ...]]], batch_rows: int) -> Iterator[Any]:
+def _results(
+    plan: JoinPlan, outputs: Sequence[tuple[str, tuple[TablePart, ...]]], batch_rows: int, fs: FileSystem
+) -> Iterator[Any]:
     """Row id (in sample order) and every feature column, in batches."""
     rows = plan.samples.table.column(ROW_ID).combine_chunks()
     order = pc.sort_indices(rows)
     columns: dict[str, pa.ChunkedArray] = {ROW_ID: rows.take(order)}
     for directory, _parts in outputs:
-        table = _read_result(directory, plan.samples.num_rows)
+        table = _read_result(fs, directory, plan.samples.num_rows)
         if not np.array_equal(table.column(ROW_ID).to_numpy(), columns[ROW_ID].to_numpy()):
             raise AssertionError(f"the flink job's rows in {directory} are not the samples'")
         for name in table.column_names[1:]:

@@ -138,11 +138,12 @@ def hdfs_log(tmp_path: Path, services: object, flink_gateway: None) -> Iterator[
 
 # In a new process: PyFlink's gateway JVM starts once per process, and reaching hdfs:// needs
 # Hadoop on its classpath from the start (an earlier test's job started this process's without).
+# The job's work directory (samples, results) is on HDFS too, as a remote cluster needs it.
 _EXPORT_FROM_HDFS = """
 import sys
 import pyarrow.parquet as pq
 from featurestore.config import OfflineLogConfig
-from featurestore.environment import child_environment
+from featurestore.fs import open_fs
 from featurestore.offline import OfflineLog
 from featurestore.pit import FeatureSource, get_historical_features
 from ingestion.flink_export import FlinkJoin
@@ -150,7 +151,9 @@ from tests.integration.test_flink_export import FEATURES, USERS
 catalog, warehouse, samples, out = sys.argv[1:]
 table = OfflineLog(OfflineLogConfig(catalog_uri=catalog, warehouse=warehouse)).table(USERS)
 sources = [FeatureSource(USERS, table, join_keys={"user_id": "uid"})]
-result = get_historical_features(pq.read_table(samples), FEATURES[:2], sources, event_time="ts", join=FlinkJoin())
+join = FlinkJoin(work_dir=f"{warehouse}/work")  # the job's inputs and results on HDFS too
+result = get_historical_features(pq.read_table(samples), FEATURES[:2], sources, event_time="ts", join=join)
+assert not [f for f in open_fs(warehouse).list_files(f"{warehouse}/work")], "work files left behind"
 pq.write_table(result, out)
 """
 
