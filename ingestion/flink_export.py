@@ -31,6 +31,7 @@ cluster reads: pass ``work_dir`` on ``hdfs://``).
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -89,10 +90,10 @@ class FlinkJoin:
 
 def for_profile(flink: FlinkConfig) -> FlinkJoin:
     """The join for a profile's Flink: its parallelism, and its cluster when ``mode: remote``."""
-    from ingestion.job import flink_options
+    from ingestion.job import target_options
 
-    keep = ("execution.target", "rest.address", "rest.port", "python.executable", "python.client.executable")
-    options = {k: v for k, v in flink_options(flink).items() if k in keep}
+    python = flink.python_executable or sys.executable
+    options = {"python.executable": python, "python.client.executable": python, **target_options(flink)}
     return FlinkJoin(options=options, parallelism=flink.parallelism)
 
 

@@ -72,12 +72,19 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         "restart-strategy.fixed-delay.attempts": str(flink.restart_attempts),
         "restart-strategy.fixed-delay.delay": f"{parse_duration_ms(flink.restart_delay)} ms",
     }
-    if flink.mode == "remote":
-        if not flink.address or ":" not in flink.address:
-            raise ConfigError("flink.mode is remote but flink.address is not host:port of the JobManager's REST API")
-        host, port = flink.address.rsplit(":", 1)
-        options.update({"execution.target": "remote", "rest.address": host, "rest.port": port})
+    options.update(target_options(flink))
     return options
+
+
+def target_options(flink: FlinkConfig) -> dict[str, str]:
+    """Where a job runs: the session cluster at ``flink.address`` with ``mode: remote`` (none: the
+    local MiniCluster)."""
+    if flink.mode != "remote":
+        return {}
+    if not flink.address or ":" not in flink.address:
+        raise ConfigError("flink.mode is remote but flink.address is not host:port of the JobManager's REST API")
+    host, port = flink.address.rsplit(":", 1)
+    return {"execution.target": "remote", "rest.address": host, "rest.port": port}
 
 
 @dataclass

@@ -185,3 +185,27 @@ def _written_through(job: IngestJob) -> int:
     """The oldest watermark over the job's sinks (-1 while one has reported none)."""
     marks = job.progress().watermark_ms.values()
     return min((m if m is not None else -1 for m in marks), default=-1)
+
+
+def test_export_on_the_session_cluster(flink_cluster: None, tmp_path: Path) -> None:
+    """`export --engine flink` with `flink.mode: remote`: the join runs on the TaskManagers (the
+    cluster's own Hadoop reads the Parquet inputs; the work directory is on this machine's disk,
+    which the TaskManagers on loopback share) and gives the DuckDB engine's rows on the export
+    tests' data (three tables, three TTLs), inclusive and strict."""
+    from featurestore.config import FlinkConfig
+    from featurestore.pit import ExportOptions, get_historical_features
+    from ingestion.flink_export import for_profile
+    from tests.integration.test_flink_export import FEATURES, data_set
+
+    data = data_set()
+    join = for_profile(FlinkConfig(mode="remote", address=FLINK_REST_ADDRESS, parallelism=2))
+    assert join.options is not None and join.options["execution.target"] == "remote"
+    finished_before = len([j for j in _rest("/jobs/overview")["jobs"] if j["state"] == "FINISHED"])
+    for strict in (False, True):
+        options = ExportOptions(strict=strict)
+        duck = get_historical_features(data["samples"], FEATURES, data["sources"], event_time="ts", options=options)
+        flink = get_historical_features(data["samples"], FEATURES, data["sources"], event_time="ts",
+                                        options=options, join=join)
+        assert flink.equals(duck)
+    finished = [j for j in _rest("/jobs/overview")["jobs"] if j["state"] == "FINISHED"]
+    assert len(finished) == finished_before + 2  # the joins ran on the cluster

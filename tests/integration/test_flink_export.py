@@ -69,6 +69,11 @@ def _oracle(versions: list[dict[str, Any]], key: str, feature: str, value: objec
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, Any]:
+    return data_set()
+
+
+def data_set() -> dict[str, Any]:
+    """Samples, the three tables' versions and their sources (seeded: the same on every call)."""
     rng = random.Random(11)
     users = _user_versions(rng)
     items = [{"item_id": rng.choice("abc"), "version_ms": rng.randint(100, 160), "seq": 2000 + i,
