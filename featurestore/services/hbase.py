@@ -75,7 +75,7 @@ def hbase_site(root: Path) -> dict[str, str]:
 
 class HBaseService(Service):
     name = "hbase"
-    components = ("master", "thrift", "thrift2")
+    components: tuple[str, ...] = ("master", "thrift", "thrift2")
     timeout_s = 240.0
 
     def __init__(self, layout: Layout) -> None:
@@ -135,17 +135,22 @@ class HBaseService(Service):
         return [master, *thrift]
 
     def check(self) -> None:
-        for port in (HBASE_THRIFT_PORT, HBASE_THRIFT2_PORT):
-            if not port_open(HOST, port):
-                raise ConnectionError(f"nothing listens on {HOST}:{port}")
-        import happybase
+        check_thrift(HBASE_THRIFT_PORT, HBASE_THRIFT2_PORT)
 
-        from featurestore.storage.hbase_thrift2 import is_thrift2_server
 
-        conn = happybase.Connection(HOST, HBASE_THRIFT_PORT, timeout=5000, autoconnect=True)
-        try:
-            conn.tables()
-        finally:
-            conn.close()
-        if not is_thrift2_server(HOST, HBASE_THRIFT2_PORT):
-            raise ConnectionError(f"{HOST}:{HBASE_THRIFT2_PORT} is not an HBase Thrift2 server")
+def check_thrift(thrift_port: int, thrift2_port: int) -> None:
+    """Both Thrift servers answer: v1 lists tables (happybase), the other speaks Thrift2."""
+    for port in (thrift_port, thrift2_port):
+        if not port_open(HOST, port):
+            raise ConnectionError(f"nothing listens on {HOST}:{port}")
+    import happybase
+
+    from featurestore.storage.hbase_thrift2 import is_thrift2_server
+
+    conn = happybase.Connection(HOST, thrift_port, timeout=5000, autoconnect=True)
+    try:
+        conn.tables()
+    finally:
+        conn.close()
+    if not is_thrift2_server(HOST, thrift2_port):
+        raise ConnectionError(f"{HOST}:{thrift2_port} is not an HBase Thrift2 server")

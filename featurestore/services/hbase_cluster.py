@@ -16,12 +16,10 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from featurestore.services import maven
-from featurestore.services.base import Service
-from featurestore.services.hbase import THRIFT_SERVERS, thrift_args
+from featurestore.services.hbase import THRIFT_SERVERS, HBaseService, check_thrift, thrift_args
 from featurestore.services.jvm import LOG4J_PROPERTIES, hadoop_xml, java_argv, write_if_changed
 from featurestore.services.ports import HOST
-from featurestore.services.process import Layout, port_open, spawn
+from featurestore.services.process import spawn
 
 ZOOKEEPER_PORT = 2182
 MASTER_PORT = 16100
@@ -73,14 +71,11 @@ def master_state() -> tuple[int, bool]:
     return int(beans[0]["numRegionServers"]), int(beans[0]["masterFinishedInitializationTime"]) > 0
 
 
-class HBaseClusterService(Service):
+class HBaseClusterService(HBaseService):
+    """The standalone service's jars (`prepare`), other processes, ports and health check."""
+
     name = "hbase-cluster"
     components = ("zookeeper", "master", *(rs for rs, _, _ in REGION_SERVERS), "thrift", "thrift2")
-    timeout_s = 240.0
-
-    def __init__(self, layout: Layout) -> None:
-        super().__init__(layout)
-        self._jars: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -91,11 +86,6 @@ class HBaseClusterService(Service):
         servers = tuple(p for _, rpc, info in REGION_SERVERS for p in (rpc, info))
         return (ZOOKEEPER_PORT, MASTER_PORT, MASTER_INFO_PORT, *servers,
                 THRIFT_PORT, THRIFT_INFO_PORT, THRIFT2_PORT, THRIFT2_INFO_PORT)
-
-    def prepare(self) -> float:
-        resolution = maven.resolve("hbase", self.layout, service=self.name)
-        self._jars = resolution.jars
-        return resolution.seconds
 
     def launch(self) -> list[subprocess.Popen[bytes]]:
         if not self._jars:
@@ -123,22 +113,9 @@ class HBaseClusterService(Service):
         return procs
 
     def check(self) -> None:
-        for port in (THRIFT_PORT, THRIFT2_PORT):
-            if not port_open(HOST, port):
-                raise ConnectionError(f"nothing listens on {HOST}:{port}")
         live, initialized = master_state()
         if live < len(REGION_SERVERS):
             raise ConnectionError(f"{live} of {len(REGION_SERVERS)} region servers are live")
         if not initialized:
             raise ConnectionError("the master is initializing")
-        import happybase
-
-        from featurestore.storage.hbase_thrift2 import is_thrift2_server
-
-        conn = happybase.Connection(HOST, THRIFT_PORT, timeout=5000, autoconnect=True)
-        try:
-            conn.tables()
-        finally:
-            conn.close()
-        if not is_thrift2_server(HOST, THRIFT2_PORT):
-            raise ConnectionError(f"{HOST}:{THRIFT2_PORT} is not an HBase Thrift2 server")
+        check_thrift(THRIFT_PORT, THRIFT2_PORT)
