@@ -48,7 +48,7 @@ from featurestore.config import FlinkConfig
 from featurestore.errors import ConfigError, ValidationError
 from featurestore.fs import FileSystem, open_fs
 from featurestore.pit.engine import ExportOptions, JoinPlan
-from featurestore.pit.query import TablePart
+from featurestore.pit.query import TablePart, written_condition
 from featurestore.pit.samples import ROW_ID, TIME
 from featurestore.pit.sources import BoundSource
 from featurestore.schema import SEQ, VERSION_MS, WRITTEN
@@ -207,13 +207,7 @@ def _statements(
 
 
 def _written_condition(part: TablePart) -> str:
-    if part.written is None:
-        return "TRUE"
-    values = [v for v in part.written if v is not None]
-    terms = [f"{q(WRITTEN)} IN ({', '.join(_literal(v) for v in values)})"] if values else []
-    if None in part.written:
-        terms.append(f"{q(WRITTEN)} IS NULL")
-    return "(" + " OR ".join(terms or ["FALSE"]) + ")"
+    return "TRUE" if part.written is None else written_condition(part.written, quote=q)
 
 
 def _insert(

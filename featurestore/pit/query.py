@@ -24,7 +24,7 @@ is below the sample's bound, then each feature is kept only if visible under the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -125,17 +125,19 @@ def _versions_cte(part: TablePart, lo: int, hi: int, strict: bool) -> str:
     if part.ttl_ms is not None:
         conditions.append(f"{VERSION_MS} > {lo - part.ttl_ms}")
     if part.written is not None:
-        conditions.append(_written_condition(part.written))
+        conditions.append(written_condition(part.written))
     keys = [q(k) for k, _ in part.keys]
     cols = [*keys, f"{_order_expr(part)} AS __fs_o", f"{VERSION_MS} AS __fs_v", *(q(f) for f, _ in part.features)]
     return f"SELECT {', '.join(cols)} FROM {q(part.view)} WHERE {' AND '.join(conditions)}"
 
 
-def _written_condition(written: Sequence[str | None]) -> str:
+def written_condition(written: Sequence[str | None], quote: Callable[[str], str] = q) -> str:
+    """SQL true for the rows whose ``_written`` is one of ``written`` (None: a null ``_written``);
+    ``quote`` quotes the column name in the engine's dialect (DuckDB by default)."""
     values = [v for v in written if v is not None]
-    terms = [f"{q(WRITTEN)} IN ({', '.join(_literal(v) for v in values)})"] if values else []
+    terms = [f"{quote(WRITTEN)} IN ({', '.join(_literal(v) for v in values)})"] if values else []
     if None in written:
-        terms.append(f"{q(WRITTEN)} IS NULL")
+        terms.append(f"{quote(WRITTEN)} IS NULL")
     return "(" + " OR ".join(terms or ["false"]) + ")"
 
 

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from featurestore.errors import ServiceStartError
@@ -27,6 +28,12 @@ from featurestore.services.process import Layout, spawn
 HADOOP_LOGGING_JARS = ("slf4j-reload4j", "reload4j", "log4j")
 TASK_MANAGERS = 2
 SLOTS_PER_TASK_MANAGER = 2
+
+
+def without_hadoop_logging(jars: Sequence[str]) -> list[str]:
+    """Hadoop's jars for a Flink classpath: Flink logs through its own Log4j 2, and Hadoop's
+    SLF4J binding would be a second one."""
+    return [j for j in jars if not Path(j).name.startswith(HADOOP_LOGGING_JARS)]
 
 # Everything else stays at Flink's defaults; memory is sized for a 2-core, shared dev machine.
 LOG4J_CONSOLE = """\
@@ -126,8 +133,7 @@ class FlinkClusterService(Service):
         """Hadoop's jars (the HDFS service's Maven resolution) for ``HADOOP_CLASSPATH``, as a
         deployment sets it from ``hadoop classpath``: checkpoints and savepoints on hdfs://."""
         resolution = maven.resolve("hadoop", self.layout, service=self.name)
-        # Flink logs through its own Log4j 2; Hadoop's SLF4J binding would be a second one.
-        self._hadoop = tuple(j for j in resolution.jars if not Path(j).name.startswith(HADOOP_LOGGING_JARS))
+        self._hadoop = tuple(without_hadoop_logging(resolution.jars))
         return resolution.seconds
 
     @property

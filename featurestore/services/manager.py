@@ -246,11 +246,10 @@ def flink_jars() -> list[str]:
 
 def hadoop_jars() -> list[str]:
     """Hadoop's client jars (the HDFS service's Maven resolution) as a deployment's ``hadoop
-    classpath`` gives them, without Hadoop's logging jars: Flink logs through its own Log4j 2."""
-    from featurestore.services.flink import HADOOP_LOGGING_JARS
+    classpath`` gives them, for a Flink classpath (the flink-cluster service's too)."""
+    from featurestore.services.flink import without_hadoop_logging
 
-    jars = maven.resolve("hadoop", Layout.default(), service="hdfs").jars
-    return [j for j in jars if not Path(j).name.startswith(HADOOP_LOGGING_JARS)]
+    return without_hadoop_logging(maven.resolve("hadoop", Layout.default(), service="hdfs").jars)
 
 
 def parquet_jars() -> list[str]:

@@ -192,3 +192,34 @@ def test_cli_export_engine_flink(repo: Repo, tmp_path: Path) -> None:
         assert f"engine {engine})" in text
     assert pq.read_table(outs["flink"]).equals(pq.read_table(outs["duckdb"]))
     assert pq.read_table(outs["flink"])["user_clicks_1d"].to_pylist() == [1, 2, None]
+
+
+def test_list_features_come_through_the_same() -> None:
+    """An embedding (a list of doubles) passes Flink's Parquet reader and writer unchanged."""
+    schema = TableSchema("emb", (Field("user_id", ValueType.INT64),), (Field("vec", ValueType.FLOAT_LIST),))
+    versions = pa.Table.from_pylist(
+        [{"user_id": 1, "version_ms": 10, "seq": 1, "vec": [0.5, 1.0]},
+         {"user_id": 1, "version_ms": 30, "seq": 2, "vec": None}], schema=schema.arrow_schema())
+    samples = pa.table({"user_id": pa.array([1, 1, 1, 2], pa.int64()), "ts": pa.array([5, 20, 30, 20], pa.int64())})
+    sources = [FeatureSource(schema, versions)]
+    duck = get_historical_features(samples, ["emb:vec"], sources, event_time="ts")
+    flink = get_historical_features(samples, ["emb:vec"], sources, event_time="ts", join=FlinkJoin())
+    assert flink.equals(duck)
+    assert flink["vec"].to_pylist() == [None, [0.5, 1.0], None, None]
+
+
+def test_hdfs_inputs_on_a_gateway_without_hadoop_fail_before_the_job(
+    monkeypatch: pytest.MonkeyPatch, data: dict[str, Any], tmp_path: Path
+) -> None:
+    """A process whose Flink gateway started without Hadoop cannot read hdfs://: a ConfigError
+    that says what to do, before any job runs, and the export writes nothing."""
+    import ingestion.runner
+    from featurestore.errors import ConfigError
+    from featurestore.pit import export
+
+    monkeypatch.setattr(ingestion.runner, "hadoop_on_gateway", lambda: False)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ConfigError, match="HADOOP_CLASSPATH"):
+        export(data["samples"], FEATURES[:2], data["sources"][:1], output=out, event_time="ts",
+               join=FlinkJoin(work_dir=f"{ports.HDFS_URI}/tests/flink-export-nohadoop-{uuid.uuid4().hex[:8]}"))
+    assert not out.exists()
