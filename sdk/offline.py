@@ -68,9 +68,10 @@ class OfflineFeatures:
         same rows either way."""
         from featurestore.pit.engine import get_historical_features
 
+        join = self._join(engine)  # a wrong engine fails before anything is read
         refs, opts = self._plan(features, options)
         return get_historical_features(samples, refs, self.sources(refs), event_time=event_time, options=opts,
-                                       join=self._join(engine))
+                                       join=join)
 
     def _join(self, engine: str) -> Any:
         if engine == "duckdb":
@@ -100,12 +101,13 @@ class OfflineFeatures:
         writes one only when given a path). ``engine``: as for :meth:`get_historical_features`."""
         from featurestore.pit.engine import export
 
+        join = self._join(engine)  # a wrong engine fails before anything is read
         refs, opts = self._plan(features, options)
         current = self._registry.store.current()
         return export(
             samples, refs, self.sources(refs), output=output, format=format, event_time=event_time, options=opts,
             registry_version="" if current is None else str(current.id), log=self._stores.offline_log,
-            manifest_path=manifest_path, join=self._join(engine),
+            manifest_path=manifest_path, join=join,
         )
 
     def reproduce(self, manifest: Manifest | str | Path, *, output: str | Path, **kwargs: Any) -> Manifest:

@@ -266,3 +266,11 @@ def test_apply_through_the_facade_refreshes_readers(fs: FeatureStore) -> None:
     fs.online.get([C1D], ["u1"], now_ms=NOW)
     fs.registry.apply()
     assert fs.online._requests == {}
+
+
+def test_an_unknown_export_engine_is_a_validation_error(fs: FeatureStore, tmp_path: Path) -> None:
+    samples = pa.table({"user_id": ["u1"], "ts": pa.array([1_700_000_000_000], pa.int64())})
+    with pytest.raises(ValidationError, match="unknown export engine 'spark'") as info:
+        fs.offline.export(samples, [f"{USERS}:user_clicks_1d"], output=tmp_path / "out.parquet", engine="spark")
+    assert "duckdb or flink" in str(info.value)
+    assert not (tmp_path / "out.parquet").exists()
