@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 from featurestore.errors import TerminalError, ValidationError
-from ingestion.runner import table_environment
+from ingestion.runner import plan_and_submit, table_environment
 from registry import flink_sql
 from registry.flink_sql import q
 from registry.models import Source
@@ -165,7 +165,7 @@ def read_replay(
     sink_dir = (out / "rows").resolve()
     env.execute_sql(sink_ddl(source, table="replay_rows", path=str(sink_dir)))
     try:
-        env.execute_sql(insert_sql(source, replay_table="replay_events", sink_table="replay_rows")).wait()
+        plan_and_submit(env, insert_sql(source, replay_table="replay_events", sink_table="replay_rows")).wait()
     except Exception as exc:  # Py4JJavaError: keep the connector's own sentence, drop the Java trace
         raise replay_failure(exc) from exc
     return read_output(source, sink_dir)

@@ -141,14 +141,61 @@ def table_environment(jars: Sequence[str] | None, parallelism: int, options: Map
 
 def execute_inserts(env: Any, inserts: Sequence[str]) -> Any:
     """Submit ``inserts`` as one job in ONE gateway call (``EXECUTE STATEMENT SET``), returning
-    Flink's TableResult.
-
-    Not ``create_statement_set()`` + ``add_insert_sql`` + ``execute()``: those are separate calls
-    that py4j may serve on different JVM threads, and a job built that way failed now and then in
-    Calcite with ``NullPointerException: metadataHandlerProvider`` (Calcite keeps its metadata
-    provider in a thread-local). One call parses, optimises and submits on one JVM thread."""
+    Flink's TableResult; see :func:`plan_and_submit`."""
     body = ";\n".join(inserts)
-    return env.execute_sql(f"EXECUTE STATEMENT SET\nBEGIN\n{body};\nEND")
+    return plan_and_submit(env, f"EXECUTE STATEMENT SET\nBEGIN\n{body};\nEND")
+
+
+#: How often a statement is planned again after Calcite found no metadata provider on its thread.
+_PLAN_ATTEMPTS = 3
+
+
+def plan_and_submit(env: Any, statement: str) -> Any:
+    """``env.execute_sql(statement)`` for a statement Flink must plan (INSERT, statement set).
+
+    Calcite keeps its metadata provider in a thread-local (``RelMetadataQueryBase.THREAD_PROVIDERS``)
+    that Flink sets on the JVM thread that created the TableEnvironment. py4j serves each call on
+    the JVM thread of whichever pooled connection the call takes, so a statement may be planned on
+    a thread that never had the provider, and planning fails with ``NullPointerException:
+    metadataHandlerProvider`` (FLINK-23020; Flink's own SQL gateway sets the provider before each
+    statement for the same reason). So: set it, then plan, in two calls from this Python thread,
+    which py4j serves on the same connection unless another thread used the gateway in between;
+    in that rare case planning fails before any job is submitted, and is tried again."""
+    from py4j.protocol import Py4JJavaError
+
+    for attempt in range(1, _PLAN_ATTEMPTS + 1):
+        _calcite_provider_on_this_thread(env)
+        try:
+            return env.execute_sql(statement)
+        except Py4JJavaError as exc:
+            if attempt == _PLAN_ATTEMPTS or "metadataHandlerProvider" not in str(exc.java_exception):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _calcite_provider_on_this_thread(env: Any) -> None:
+    """Set Calcite's thread-local metadata provider, as the planner's class loader sees it, on the
+    JVM thread serving this call (the planner lives in its own class loader: reflection)."""
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    loader = env._j_tenv.getPlanner().getClass().getClassLoader()
+
+    def load(name: str) -> Any:
+        return gateway.jvm.java.lang.Class.forName(name, True, loader)
+
+    no_types = gateway.new_array(gateway.jvm.java.lang.Class, 0)
+    no_args = gateway.new_array(gateway.jvm.java.lang.Object, 0)
+    flink = load("org.apache.flink.table.planner.plan.metadata.FlinkDefaultRelMetadataProvider")
+    provider = flink.getMethod("INSTANCE", no_types).invoke(None, no_args)
+    janino = load("org.apache.calcite.rel.metadata.JaninoRelMetadataProvider")
+    of_types = gateway.new_array(gateway.jvm.java.lang.Class, 1)
+    of_types[0] = load("org.apache.calcite.rel.metadata.RelMetadataProvider")
+    of_args = gateway.new_array(gateway.jvm.java.lang.Object, 1)
+    of_args[0] = provider
+    wrapped = janino.getMethod("of", of_types).invoke(None, of_args)
+    thread_providers = load("org.apache.calcite.rel.metadata.RelMetadataQueryBase").getField("THREAD_PROVIDERS")
+    thread_providers.get(None).set(wrapped)
 
 
 def read_group(group: GroupPlan) -> pa.Table:

@@ -210,6 +210,11 @@ class HBaseStore(CellStore):
                     connection.open()
                 try:
                     yield connection
+                except (self._texception, OSError, EOFError):
+                    # happybase replaces a tainted connection's transport without closing the old
+                    # one: close it here so its socket is not left to the garbage collector.
+                    connection.close()
+                    raise
                 finally:
                     self._last_used[id(connection)] = time.monotonic()
         except FeatureStoreError:

@@ -106,3 +106,16 @@ def test_tables_are_pre_split_on_the_salt_buckets(vstore: VersionedStore) -> Non
     suite.put(vstore, s, *(suite.v(k, suite.T0, k, clicks=k) for k in keys))
     got = vstore.get_latest(s.name, keys, ["clicks"])
     assert suite.cells(got, "clicks") == [(k, suite.T0) for k in keys]  # every bucket readable
+
+
+def test_a_failed_connection_is_closed_not_left_to_the_collector(vstore: VersionedStore) -> None:
+    # happybase swaps a tainted connection's transport for a new one without closing the old:
+    # the store closes it first, so no socket is left open (a ResourceWarning fails this test).
+    assert isinstance(vstore, HBaseStore)
+    with pytest.raises(ServiceUnavailableError), vstore._connection() as connection:
+        old = connection.transport
+        raise OSError("the region server went away")
+    assert not old.is_open()
+    assert connection.transport is not old
+    with vstore._connection() as again:  # the pool still serves a working connection
+        assert isinstance(again.tables(), list)
