@@ -102,6 +102,9 @@ def cluster_config(checkpoint_dir: Path) -> dict[str, str]:
         # restarts from its checkpoint on the remaining slots promptly.
         "heartbeat.interval": "2000",
         "heartbeat.timeout": "10000",
+        # Starting a process's RPC system (actor system) may take more than the default 10 s on a
+        # loaded 2-core machine; a TaskManager that times out there exits and never registers.
+        "pekko.startup-timeout": "60 s",
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
     }
