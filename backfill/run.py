@@ -123,15 +123,20 @@ def run_backfill(
     poll_s: float = 1.0,
     extra_options: dict[str, str] | None = None,
     samples: Sequence[str] = (),
+    events_per_second: float | None = None,
+    speed_up: float | None = None,
 ) -> BackfillResult:
     """Run ``plan`` as one Flink job to its end, calling ``on_progress`` every ``poll_s`` seconds.
-    ``samples``: sample tables to produce too, for the plan's days (``ingestion.samples``)."""
+    ``samples``: sample tables to produce too, for the plan's days (``ingestion.samples``).
+    Pacing the plan's days (not the warm-up before them), to play history back like a live stream
+    or to catch up without starving other jobs: ``events_per_second`` per source, or ``speed_up``
+    times faster than the events happened (in event time, every source on one clock)."""
     started = time.perf_counter()
     job = submit(
         config,
         definitions,
         plan.tables,
-        history=History(plan.replay_from_ms, plan.end_ms, partitions),
+        history=History(plan.replay_from_ms, plan.end_ms, partitions, events_per_second, speed_up, plan.start_ms),
         write_range=WriteRange(plan.start_ms, plan.end_ms),
         extra_options=extra_options,
         samples=list(samples),

@@ -25,7 +25,7 @@ from featurestore.config import FlinkConfig, ProfileConfig
 from featurestore.errors import ConfigError, TerminalError, ValidationError
 from featurestore.schema import VERSION_MS
 from featurestore.time_semantics import parse_duration_ms
-from registry.compiler import WATERMARK, CompiledPlan, Handover, compile_table, history_replay
+from registry.compiler import WATERMARK, CompiledPlan, Handover, compile_table
 from registry.flink_sql import q
 from registry.models import Definitions, Source
 from registry.replay_binding import ReplaySpec
@@ -171,11 +171,23 @@ def streamable_tables(definitions: Definitions, tables: Sequence[str] | None = N
 @dataclass(frozen=True)
 class History:
     """A backfill's input: the history of ``[replay_from_ms, end_ms)`` replayed (the warm-up
-    before ``WriteRange.start_ms`` included), ``partitions`` replay partitions (None: the topic's)."""
+    before ``WriteRange.start_ms`` included), ``partitions`` replay partitions (None: the topic's).
+    The rows from ``paced_from_ms`` on (None: all) can be paced, so history stands in for a live
+    stream: ``events_per_second`` per replayed source, or ``speed_up`` times faster than they
+    happened, in event time (all sources on one clock)."""
 
     replay_from_ms: int
     end_ms: int
     partitions: int | None = None
+    events_per_second: float | None = None
+    speed_up: float | None = None
+    paced_from_ms: int | None = None
+
+    def replay_spec(self, key_fields: tuple[str, ...]) -> ReplaySpec:
+        return ReplaySpec(
+            key_fields=key_fields, start_ms=self.replay_from_ms, end_ms=self.end_ms, partitions=self.partitions,
+            events_per_second=self.events_per_second, speed_up=self.speed_up, rate_from_ms=self.paced_from_ms,
+        )
 
 
 def submit(
@@ -253,7 +265,10 @@ def _submit(
     inserts: list[str] = []
     if handover_ms is not None:
         write_range = WriteRange(handover_ms, write_range.end_ms if write_range is not None else None)
-    where = (write_range or WriteRange()).where()
+    window = write_range or WriteRange()
+    # The range's start is a filter in the plan: the warm-up's versions never reach Python. Its
+    # end is the sink's (SinkSpec.write_end_ms), which reports the watermark of what it drops.
+    where = WriteRange(window.start_ms).where()
     plans = []
     reported: set[str] = set()  # sources whose decode errors a plan already reports
     for name in tables_with_binding(definitions, "stream" if history is None else "batch", tables):
@@ -275,6 +290,7 @@ def _submit(
                 group=group.name,
                 watermark=True,
                 parallelism=parallelism,
+                write_end_ms=window.end_ms,
             )
             if group is plan.groups[0]:
                 prepare_stores(spec)
@@ -339,8 +355,7 @@ def _samples(
         plan = compile_samples(definitions, name, "stream", kafka_bootstrap=config.kafka.bootstrap_servers,
                                bounded=bounded)
     else:
-        replay = ReplaySpec(key_fields=(definitions.sample_table(name).join_key,), start_ms=history.replay_from_ms,
-                            end_ms=history.end_ms, partitions=history.partitions)
+        replay = history.replay_spec((definitions.sample_table(name).join_key,))
         plan = compile_samples(definitions, name, "batch", history_root=config.history, replay=replay)
     for ddl in plan.statements():
         env.execute_sql(ddl)
@@ -412,7 +427,5 @@ def _compile(
         return compile_table(
             definitions, name, "stream", kafka_bootstrap=bootstrap, bounded=bounded, handover=handover
         )
-    replay = history_replay(
-        definitions, name, start_ms=history.replay_from_ms, end_ms=history.end_ms, partitions=history.partitions
-    )
+    replay = history.replay_spec(tuple(definitions.table_schema(name).key_names))
     return compile_table(definitions, name, "batch", history_root=config.history, replay=replay)

@@ -58,6 +58,10 @@ class SinkSpec:
     #: the row (``registry.compiler.WATERMARK``), reported to the progress directory
     watermark: bool = False
     retry_s: float = 120.0  # how long a write retries an unreachable store before the job fails
+    #: versions at or after this time are not written, but their watermark is reported: a bounded
+    #: job's last versions (window expiries fired by the final watermark, after the write range)
+    #: tell the job's sample sinks that the group has written everything before the range's end
+    write_end_ms: int | None = None
 
     def arrow_schema(self) -> pa.Schema:
         full = self.schema.arrow_schema()
@@ -104,6 +108,9 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             watermark_ms = max_millis(columns[-1])
             columns = columns[:-1]
         batch = to_arrow(self.spec, columns)
+        through = written_through(watermark_ms, pc.max(batch.column(VERSION_MS)).as_py()) if len(batch) else None
+        if self.spec.write_end_ms is not None:
+            batch = batch.filter(pc.less(batch.column(VERSION_MS), self.spec.write_end_ms))
         if batch.num_rows:
             if self._store is not None:
                 self._retrying("versioned store", lambda: self._store.put(self.spec.schema.name, batch))
@@ -113,9 +120,9 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
                                recovered=lambda: self._online.ensure_table(self.spec.schema))
             if self._offline is not None:
                 self._offline.add(batch)
-            if self._progress is not None:
-                newest = pc.max(batch.column(VERSION_MS)).as_py()
-                self._progress.add(batch.num_rows, newest, written_through(watermark_ms, newest))
+        if self._progress is not None and through is not None:
+            newest = pc.max(batch.column(VERSION_MS)).as_py() if batch.num_rows else None
+            self._progress.add(batch.num_rows, newest, through)
         return pd.Series([1] * len(columns[0]), dtype="int64")
 
     def _retrying(self, store: str, write: Callable[[], object], recovered: Callable[[], object] | None = None) -> None:

@@ -41,7 +41,11 @@ class ReplaySpec:
     start inclusive, end exclusive. ``max_lateness_ms``: the longest time between an event and the
     start of the landing hour of the file that holds it; it bounds the buffer (see
     docs/backfill.md). ``on_late``: a row beyond that bound fails the job, or is dropped and
-    counted. ``events_per_second``: a limit on the whole source. ``watermark_delay_ms``: how far
+    counted. ``events_per_second``: a limit on the whole source, on the rows from event time
+    ``rate_from_ms`` on (None: every row), so a replay can race through a warm-up and then run
+    at the pace of a live stream. ``speed_up``: rather than a rate, replay those rows in event time,
+    this many times faster than they happened (every source on one clock, as live traffic is).
+    ``watermark_delay_ms``: how far
     each partition's watermark trails its newest event (>= 1 keeps equal times from being late).
     """
 
@@ -52,6 +56,8 @@ class ReplaySpec:
     max_lateness_ms: int = DEFAULT_MAX_LATENESS_MS
     on_late: Literal["fail", "drop"] = "fail"
     events_per_second: float | None = None
+    rate_from_ms: int | None = None
+    speed_up: float | None = None
     watermark_delay_ms: int = 1
 
     def partitions_for(self, source: Source) -> int:
@@ -78,6 +84,9 @@ def _check(source: Source, spec: ReplaySpec) -> None:
         raise ValidationError("partitions must be at least 1")
     if spec.max_lateness_ms < 0 or spec.watermark_delay_ms < 0:
         raise ValidationError("max_lateness_ms and watermark_delay_ms must not be negative")
+    for name, value in (("events_per_second", spec.events_per_second), ("speed_up", spec.speed_up)):
+        if value is not None and not value > 0:
+            raise ValidationError(f"{name} must be positive, not {value}")
     if spec.start_ms is not None and spec.end_ms is not None and spec.start_ms >= spec.end_ms:
         raise ValidationError(f"empty time range: start {spec.start_ms} is not below end {spec.end_ms}")
 
@@ -103,6 +112,10 @@ def replay_options(source: Source, *, history_root: str, spec: ReplaySpec) -> di
         options["scan.end-ms"] = str(int(spec.end_ms))
     if spec.events_per_second is not None:
         options["rate-limit.events-per-second"] = repr(float(spec.events_per_second))
+    if spec.speed_up is not None:
+        options["rate-limit.speed-up"] = repr(float(spec.speed_up))
+    if spec.rate_from_ms is not None and (spec.events_per_second is not None or spec.speed_up is not None):
+        options["rate-limit.from-ms"] = str(int(spec.rate_from_ms))
     return options
 
 

@@ -23,6 +23,7 @@ Nothing here imports PyFlink.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -103,7 +104,9 @@ def compile_samples(
 ) -> SamplePlan:
     """Compile sample table ``name`` for ``binding`` (``stream`` needs ``kafka_bootstrap``, ``batch``
     needs ``history_root``; ``replay`` sets the batch replay, by default partitioned by the join key
-    over the whole history). ``bounded`` and ``watermark_on_event`` as in ``compile_table``."""
+    over the whole history; the label source's replay runs one label window past ``replay.end_ms``,
+    so the base events just before the end get the labels that follow them). ``bounded`` and
+    ``watermark_on_event`` as in ``compile_table``."""
     table = definitions.sample_table(name)
     base = definitions.source(table.base_source)
     label = definitions.source(table.label_source)
@@ -123,6 +126,9 @@ def compile_samples(
             if history_root is None:
                 raise ValidationError("the batch binding needs history_root")
             spec = replay if replay is not None else ReplaySpec(key_fields=(table.join_key,))
+            if events_table == label_table and spec.end_ms is not None:
+                # A base event just before the end is labelled by the label window after it.
+                spec = dataclasses.replace(spec, end_ms=spec.end_ms + table.window_ms)
             declaration = replay_declaration(source, history_root=history_root, spec=spec)
             source_ddl += flink_sql.source_tables(source, declaration, events_table=events_table, marker_tables={})
         else:

@@ -1,14 +1,15 @@
 """`featurestore demo`: the product end to end on the `local` profile, with no servers.
 
 It generates synthetic CTR logs, lands them as history files in the sources' batch layouts,
-registers examples/ctr, backfills every feature table through Flink (the compiled plan on the
-ordered replay of the history, written to the versioned store and the Iceberg offline log by the
-ingestion job's sink), builds labelled samples, exports a point-in-time training set, trains a
-logistic regression on it and on a deliberately leaky export (features read one label window
-late), and serves online lookups through the SDK. Every number printed comes from the run.
-
-Samples are labelled by the reference engine (`registry.reference`): real-time samples from
-Flink are not built yet (issue 6).
+registers examples/ctr, backfills every feature table and the labelled samples of all days but
+the last through Flink (the compiled plan on the ordered replay of the history, written to the
+versioned store and the Iceberg offline log by the ingestion job's sink), then runs the last day,
+"today", through the same job as a live stream: with no Kafka in this profile, the replay of that
+day paced like live traffic, handing over where the backfill ended, while the demo reads a busy
+user's features from the store as they change. It checks the samples' labels against an
+independent oracle, exports a point-in-time training set, trains a logistic regression on it and
+on a deliberately leaky export (features read one label window late), and serves online lookups
+through the SDK. Every number printed comes from the run.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from sdk.store import FeatureStore
 
 EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "ctr"
 DAY_MS = 86_400_000
+#: How long the demo's "today" (the last day of the log) streams, roughly.
+TODAY_SECONDS = 12.0
+#: How often the live step prints what the store serves for the watched user.
+LIVE_LINE_S = 3.0
 
 
 @dataclass
@@ -86,6 +91,61 @@ def _flink_progress(console: Console) -> Iterator[Callable[[BackfillProgress], N
                 bar.update(task, completed=progress.fraction or 0.0, detail=f"at {at}, {progress.versions:,} versions")
 
         yield show
+
+
+def _day_ms(day: dt.date) -> int:
+    return int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def _millis(column: Any) -> Any:
+    """Event times as epoch milliseconds (the history holds them as Avro timestamp-millis)."""
+    return pc.cast(column, pa.int64())
+
+
+def _busiest_user(impressions: pa.Table, today_ms: int) -> str:
+    """The user with the most impressions today: the one whose features visibly move while the day runs."""
+    todays = impressions.filter(pc.greater_equal(_millis(impressions["ts"]), today_ms))
+    counts = pc.value_counts(todays["user_id"] if todays.num_rows else impressions["user_id"]).to_pylist()
+    return str(max(counts, key=lambda row: row["counts"])["values"])
+
+
+@contextmanager
+def _live_view(console: Console, store: Any, user: str) -> Iterator[Callable[[BackfillProgress], None]]:
+    """Progress of the live job, and every few seconds a line with ``user``'s features as the
+    versioned store serves them at that moment: values appear as their events stream in."""
+    # Impression features: each source keeps its own clock from the end of its warm-up, and the
+    # sparse clicks' warm-up ends first, so their part of the day is played ahead of this one.
+    refs = {"user_impression_features": ("user_impressions_10m", "user_impressions_1d")}
+    seen: list[str] = []
+    last = [0.0]
+
+    def show(progress: BackfillProgress) -> None:
+        if progress.position_ms is None or progress.elapsed_s - last[0] < LIVE_LINE_S or progress.fraction == 1.0:
+            return
+        last[0] = progress.elapsed_s
+        shown = []
+        for table, features in refs.items():  # TTLs count from the stream's position: "today" is past
+            row = store.get_latest(table, [user], list(features), now_ms=progress.position_ms).to_pylist()[0]
+            for feature in features:
+                version = row[feature + "__ts"]
+                at = "none" if version is None else f"{row[feature]} (version {from_millis(version):%H:%M:%S})"
+                shown.append(f"{feature}={at}")
+        values = ", ".join(shown)
+        line = (
+            f"stream at {from_millis(progress.position_ms).strftime('%H:%M')}, {progress.versions:,} versions: "
+            f"{user} {values}"
+        )
+        seen.append(line)
+        console.print(f"    {line}")
+
+    with _flink_progress(console) as bar:
+
+        def both(progress: BackfillProgress) -> None:
+            bar(progress)
+            show(progress)
+
+        both.seen = seen  # type: ignore[attr-defined]
+        yield both
 
 
 def _auc(labels: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> float:
@@ -172,19 +232,18 @@ def run_demo(
     offline_tables = {}
     sample_table = definitions.sample_tables[0]
     training_set = definitions.training_sets[0]
+    today_ms = _day_ms(spec.start) + (days - 1) * DAY_MS  # the last day runs as "today", live
     with _step(console, report, "4. Backfill every feature table and the samples from history through Flink") as notes:
-        start = spec.start
-        backfill = plan_backfill(definitions, None, start, start + dt.timedelta(days=days))
+        backfill = plan_backfill(definitions, None, spec.start, from_millis(today_ms))
         notes.append(
             f"the compiled plan of {len(backfill.tables)} tables on the replay of their history (hdfs-replay source, "
-            f"{config.history}), one Flink job on a local MiniCluster"
+            f"{config.history}), one Flink job on a local MiniCluster, for the {days - 1} days before today"
         )
         with _flink_progress(console) as show:
             result = run_backfill(config, definitions, backfill, on_progress=show, samples=[sample_table.name])
         report.figures["versions_written"] = result.versions
-        report.figures["backfill_events_per_s"] = round(sum(t.num_rows for t in history.values()) / result.seconds)
-        for table in definitions.feature_tables:  # loaded after the job: the snapshots it committed
-            offline_tables[table.name] = offline.table(schemas[table.name])
+        replayed = sum(pc.sum(pc.less(_millis(t["ts"]), today_ms)).as_py() for t in history.values())
+        report.figures["backfill_events_per_s"] = round(replayed / result.seconds)
         for name, versions in sorted(result.versions_by_table.items()):
             notes.append(f"{name}: {versions:,} versions")
         notes.append(
@@ -192,8 +251,33 @@ def run_demo(
             f"({config.versioned_store}) and the Iceberg log ({config.offline_log.warehouse})"
         )
 
+    with _step(console, report, "5. Today through the streaming path, as events arrive") as notes:
+        today = plan_backfill(definitions, None, from_millis(today_ms), from_millis(today_ms + DAY_MS))
+        todays = sum(pc.sum(pc.greater_equal(_millis(t["ts"]), today_ms)).as_py() for t in history.values())
+        speed_up = DAY_MS / 1000 / TODAY_SECONDS
+        notes.append(
+            f"no Kafka in the local profile: today's {todays:,} events are replayed as the live stream, "
+            f"{speed_up:,.0f}x faster than they happened (the day in ~{TODAY_SECONDS:.0f} s), after a full-speed "
+            f"warm-up of the windows; the same job, sinks and real-time samples as `featurestore ingest`, "
+            f"handing over where the backfill ended ({from_millis(today_ms).isoformat()})"
+        )
+        watched = _busiest_user(history["impressions"], today_ms)
+        with _live_view(console, store, watched) as show:
+            live = run_backfill(
+                config, definitions, today, on_progress=show, samples=[sample_table.name], speed_up=speed_up
+            )
+        notes.extend(show.seen)  # type: ignore[attr-defined]
+        report.figures["today_versions_written"] = live.versions
+        report.figures["today_samples"] = sum(live.samples_by_table.values())
+        notes.append(
+            f"{live.versions:,} versions and {report.figures['today_samples']:,} samples with their features "
+            f"attached as of each impression, in {live.seconds:.1f}s"
+        )
+        for table in definitions.feature_tables:  # loaded after the jobs: the snapshots they committed
+            offline_tables[table.name] = offline.table(schemas[table.name])
+
     with _step(
-        console, report, f"5. Samples: {sample_table.name} (impression x click within {sample_table.window})"
+        console, report, f"6. Samples: {sample_table.name} (impression x click within {sample_table.window})"
     ) as notes:
         produced = stored_samples.read(config.offline_log, sample_table.name)
         notes.append(
@@ -220,7 +304,7 @@ def run_demo(
     sources = [FeatureSource(schemas[t], offline_tables[t]) for t in sorted({split_ref(r)[0] for r in refs})]
     train_dir = output / "training"
     train_dir.mkdir(parents=True, exist_ok=True)
-    with _step(console, report, f"6. Export {training_set.name} point-in-time correct") as notes:
+    with _step(console, report, f"7. Export {training_set.name} point-in-time correct") as notes:
         target = train_dir / f"{training_set.name}.parquet"
         manifest = export(
             samples,
@@ -236,7 +320,7 @@ def run_demo(
         pit = get_historical_features(samples, refs, sources, event_time="ts")
 
     with _step(
-        console, report, f"7. Leaky export: features read when the sample is emitted, {sample_table.window} late"
+        console, report, f"8. Leaky export: features read when the sample is emitted, {sample_table.window} late"
     ) as notes:
         # The mistake a naive sample service makes: it attaches features when the label window
         # closes, not as of the impression. The same engine, asked one label window late, shows it.
@@ -247,7 +331,7 @@ def run_demo(
         leaky = leaky.set_column(leaky.column_names.index("ts"), "ts", samples["ts"])
         notes.append(f"each sample sees {sample_table.window} of its own future: its own click is in user_clicks_10m")
 
-    with _step(console, report, "8. Train logistic regression, test on the last 5 days") as notes:
+    with _step(console, report, "9. Train logistic regression, test on the last 5 days") as notes:
         numeric = [
             f.name
             for f in pit.schema
@@ -271,7 +355,7 @@ def run_demo(
         )
         notes.append(f"AUC with the leaky export:         [bold red]{results['leaky']:.4f}[/] ({leaky_note})")
 
-    with _step(console, report, "9. Serve online lookups through the SDK") as notes:
+    with _step(console, report, "10. Serve online lookups through the SDK") as notes:
         refs = ["user_click_features:user_clicks_1d", "user_click_features:user_clicks_30d"]
         top_users = pc.value_counts(history["clicks"]["user_id"]).to_pylist()
         users = [row["values"] for row in sorted(top_users, key=lambda r: -r["counts"])[:3]]

@@ -21,9 +21,13 @@ def _fmt_ms(ms: int) -> str:
 @click.option("--partitions", type=int, default=None, help="replay partitions (default: the Kafka topic's)")
 @click.option("--samples", "-s", multiple=True, metavar="SAMPLE_TABLE",
               help="also produce these sample tables' samples of the range, features attached as of each")
+@click.option("--events-per-second", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="replay the range (not the warm-up) at most this fast per source")
+@click.option("--speed-up", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="replay the range N times faster than it happened, every source on one clock (live-like)")
 def backfill(
     repo: Path, tables: tuple[str, ...], start: dt.datetime, end: dt.datetime, profile: str | None,
-    partitions: int | None, samples: tuple[str, ...],
+    partitions: int | None, samples: tuple[str, ...], events_per_second: float | None, speed_up: float | None,
 ) -> None:
     """Replay history through the live job's plan and write the versions of [--from, --to).
 
@@ -62,7 +66,7 @@ def backfill(
                        detail=f"at {_fmt_ms(p.position_ms)}, {p.versions:,} versions, {rate:,.0f}/s{eta}")
 
         result = run_backfill(config, version.definitions, plan, partitions=partitions, on_progress=show,
-                              samples=samples)
+                              samples=samples, events_per_second=events_per_second, speed_up=speed_up)
         bar.update(task, completed=1.0)
     click.echo(f"done in {result.seconds:.1f}s: {result.versions:,} versions written "
                f"({', '.join(f'{t} {n:,}' for t, n in sorted(result.versions_by_table.items()))})")

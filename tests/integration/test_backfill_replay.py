@@ -9,6 +9,7 @@ and the partition ``featurestore.keys.partition_for(encode_key(key), P)``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -204,6 +205,36 @@ def test_time_range_and_a_two_column_key(local_history: str, jar: str, tmp_path:
     out = read_replay(SOURCE, history_root=local_history, spec=spec, work_dir=tmp_path, jars=[jar])
     check_replay(out, ref, spec)
     assert pc.min(out["ts"]).as_py() >= start and pc.max(out["ts"]).as_py() < end
+
+
+@pytest.mark.parametrize("pace", ["events_per_second", "speed_up"])
+def test_a_pace_from_a_time_holds_back_only_the_rows_after_it(
+    pace: str, local_history: str, jar: str, tmp_path: Path
+) -> None:
+    # History played back like a live stream after a warm-up replayed at full speed: from the
+    # 99th percentile on, 40 rows/s, or event time sped up so those rows span about 3 s. Paced
+    # from the start, the replay would take 100x as long (minutes); it takes the paced rows' time
+    # plus the job's start, never less (the limiter sleeps), and loses or repeats nothing.
+    # Six partitions, a skewed key: while paced, a hand-over is a few rows, so partitions take
+    # turns, and those that run out of rows finish while the busiest ones are still paced.
+    spec = ReplaySpec(key_fields=("user_id",), partitions=6, max_lateness_ms=3 * HOUR_MS)
+    ref = expected(local_history, spec)
+    paced_from, newest, oldest = int(ref["ts"].quantile(0.99)), int(ref["ts"].max()), int(ref["ts"].min())
+    if pace == "events_per_second":
+        value = 40.0
+        paced_s, everything_s = int((ref["ts"] >= paced_from).sum()) / value, len(ref) / value
+    else:
+        value = (newest - paced_from) / 1000 / 3
+        paced_s, everything_s = (newest - paced_from) / 1000 / value, (newest - oldest) / 1000 / value
+    assert everything_s > 3 * (paced_s + 30)
+    started = time.monotonic()
+    out = read_replay(
+        SOURCE, history_root=local_history, work_dir=tmp_path, jars=[jar],
+        spec=dataclasses.replace(spec, rate_from_ms=paced_from, **{pace: value}),
+    )
+    elapsed = time.monotonic() - started
+    check_replay(out, ref, spec)
+    assert paced_s * 0.9 <= elapsed < everything_s / 3, (paced_s, everything_s, elapsed)
 
 
 def test_a_row_beyond_max_lateness_fails_the_job_by_default(local_history: str, jar: str, tmp_path: Path) -> None:

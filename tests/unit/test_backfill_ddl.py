@@ -23,7 +23,7 @@ SOURCE = Source(
 
 
 def test_ddl_declares_the_connector_its_options_metadata_seq_and_watermark() -> None:
-    spec = ReplaySpec(key_fields=("user_id",), start_ms=1000, end_ms=2000, events_per_second=5e5)
+    spec = ReplaySpec(key_fields=("user_id",), start_ms=1000, end_ms=2000, events_per_second=5e5, rate_from_ms=1500)
     [ddl] = replay_ddl(SOURCE, table="clicks_replay", history_root="hdfs://127.0.0.1:8020/history", spec=spec)
     assert ddl.startswith("CREATE TEMPORARY TABLE `clicks_replay` (")
     for line in (
@@ -39,6 +39,7 @@ def test_ddl_declares_the_connector_its_options_metadata_seq_and_watermark() -> 
         "'max-lateness-ms' = '3600000'",
         "'on-late' = 'fail'",
         "'rate-limit.events-per-second' = '500000.0'",
+        "'rate-limit.from-ms' = '1500'",
         "`user_id` STRING NOT NULL",
         "`ts` BIGINT NOT NULL",
         "`__partition` INT METADATA FROM 'partition' VIRTUAL",
@@ -58,6 +59,7 @@ def test_marker_tables_share_the_options_and_shift_the_row_time() -> None:
     assert "'partitions' = '3'" in marker and "'key.fields' = 'user_id,item_id'" in marker
     assert "TO_TIMESTAMP_LTZ(`ts` + 3600000, 3)" in marker
     assert "'scan.start-ms'" not in events and "'rate-limit.events-per-second'" not in events
+    assert "'rate-limit.from-ms'" not in events
 
 
 def test_defaults_without_a_stream_binding_and_explicit_options() -> None:
@@ -88,6 +90,19 @@ def test_invalid_replays_are_refused_with_the_reason(change: dict[str, object], 
     source = Source.model_validate({**SOURCE.model_dump(), **change})
     with pytest.raises(ValidationError, match=message):
         replay_options(source, history_root="/h", spec=spec)
+
+
+@pytest.mark.parametrize("pace", [{"events_per_second": 0.0}, {"events_per_second": -5.0}, {"speed_up": 0.0}])
+def test_a_pace_must_be_positive(pace: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match=f"{next(iter(pace))} must be positive"):
+        replay_ddl(SOURCE, table="ev", history_root="/h", spec=ReplaySpec(key_fields=("user_id",), **pace))  # type: ignore[arg-type]
+
+
+def test_event_time_pacing_from_a_time() -> None:
+    spec = ReplaySpec(key_fields=("user_id",), speed_up=7200.0, rate_from_ms=1500)
+    [ddl] = replay_ddl(SOURCE, table="ev", history_root="/h", spec=spec)
+    assert "'rate-limit.speed-up' = '7200.0'" in ddl and "'rate-limit.from-ms' = '1500'" in ddl
+    assert "'rate-limit.events-per-second'" not in ddl
 
 
 def test_a_history_root_that_is_not_a_plain_path_is_refused() -> None:

@@ -14,7 +14,7 @@ from sdk.demo import run_demo
 
 def test_demo_runs_every_step_on_the_local_profile(tmp_path: Path) -> None:
     report = run_demo(tmp_path / "out", days=8, impressions_per_day=1_500, console=Console(quiet=True))
-    assert [title.split(".")[0] for title, _, _ in report.steps] == [str(i) for i in range(1, 10)]
+    assert [title.split(".")[0] for title, _, _ in report.steps] == [str(i) for i in range(1, 11)]
     export = tmp_path / "out" / "training" / "ctr_deepfm_v1.parquet"
     assert pq.read_metadata(export).num_rows > 0
     assert (tmp_path / "out" / "training" / "ctr_deepfm_v1.parquet.manifest.json").exists()

@@ -12,6 +12,7 @@ from featurestore.errors import ValidationError
 from ingestion import samples
 from ingestion.progress import ProgressWriter, read_progress
 from registry.models import SampleTable
+from registry.replay_binding import ReplaySpec
 from registry.repo import load_repo
 from registry.sample_compiler import LABEL_MS, SAMPLE_MS, SAMPLE_SEQ, compile_samples, output_schema
 from registry.validate import build
@@ -33,6 +34,16 @@ def test_the_join_is_the_same_text_for_both_bindings(definitions: Any) -> None:
     # both ends included: a click at the impression's time or exactly 10 minutes later counts
     assert "l.`__rt` BETWEEN b.`__rt` AND b.`__rt` + INTERVAL '0 00:10:00.000' DAY(2) TO SECOND(3)" in stream.select
     assert stream.arrow_schema.names[-4:] == ["clicked", SAMPLE_MS, SAMPLE_SEQ, LABEL_MS]
+
+
+def test_a_bounded_replay_reads_labels_one_window_past_its_end(definitions: Any) -> None:
+    # An impression a minute before the end is labelled by a click a minute after it.
+    replay = ReplaySpec(key_fields=("user_id",), start_ms=1_000, end_ms=86_400_000)
+    plan = compile_samples(definitions, "ctr_samples", "batch", history_root="/tmp/history", replay=replay)
+    base, label = (d for d in plan.source_ddl if "'connector' = 'hdfs-replay'" in d)
+    assert "'scan.end-ms' = '86400000'" in base and "impressions" in base
+    assert f"'scan.end-ms' = '{86_400_000 + 600_000}'" in label and "clicks" in label
+    assert "'scan.start-ms' = '1000'" in base and "'scan.start-ms' = '1000'" in label
 
 
 def test_a_sample_column_cannot_shadow_what_the_join_sets(definitions: Any) -> None:

@@ -50,3 +50,31 @@ def test_a_store_down_longer_than_retry_s_fails_the_write(tmp_path: Path) -> Non
     with pytest.raises(ServiceUnavailableError):
         sink._retrying("versioned store", write)
     assert "versioned store: hbase" in read_progress(tmp_path).errors["t.w_1h"]
+
+
+def test_versions_after_the_write_range_are_dropped_but_their_watermark_is_reported(tmp_path: Path) -> None:
+    # A bounded job's final watermark fires window expiries after the range: not written, yet they
+    # tell the job's sample sinks that everything before the range's end has been written.
+    import pandas as pd
+
+    from featurestore.storage.versioned import open_versioned_store
+
+    store = open_versioned_store(f"embedded://{tmp_path / 'store'}")
+    store.ensure_table(SCHEMA)
+    spec = SinkSpec(schema=SCHEMA, columns=("user_id", "version_ms", "seq", "f"), versioned_store=None,
+                    online_cache=None, offline_log=None, watermark=True, write_end_ms=1_000)
+    sink = WriteVersions(spec)
+    sink._store = store
+    (tmp_path / "progress").mkdir()
+    sink._progress = ProgressWriter(str(tmp_path / "progress"), "t", "w_1h")
+    watermark = pd.Series(pd.to_datetime([990, 5_000], unit="ms", utc=True))
+    sink.eval(pd.Series(["u1", "u1"]), pd.Series([999, 1_000]), pd.Series([1, 2]), pd.Series([7, 0]), watermark)
+    got = store.get_as_of("t", ["u1"], 10_000, ["f"]).to_pylist()
+    assert [(r["f"], r["f__ts"]) for r in got] == [(7, 999)]
+    progress = read_progress(tmp_path / "progress")
+    assert progress.total_rows == 1 and progress.watermark_ms[("t", "w_1h")] == 5_000
+    sink.eval(pd.Series(["u2"]), pd.Series([2_000]), pd.Series([3]), pd.Series([1]),
+              pd.Series(pd.to_datetime([9_000], unit="ms", utc=True)))  # only dropped rows: still reported
+    progress = read_progress(tmp_path / "progress")
+    assert progress.total_rows == 1 and progress.watermark_ms[("t", "w_1h")] == 9_000
+    store.close()

@@ -19,6 +19,10 @@ public final class ReplayOptions implements Serializable {
     final long startMs;
     final long endMs;
     final double eventsPerSecond;
+    /** The rate limit applies to rows from this event time on (Long.MIN_VALUE: to every row). */
+    final long rateFromMs;
+    /** Event-time pacing (0: off): rows from rateFromMs on are emitted this many times faster than they happened. */
+    final double speedUp;
     final long maxLatenessMs;
     final OnLate onLate;
     /** The produced physical columns (names and Flink types), in table order. */
@@ -28,7 +32,7 @@ public final class ReplayOptions implements Serializable {
     final List<String> metadataKeys;
 
     ReplayOptions(String root, String layout, int partitions, List<String> keyFields, String eventTimeField,
-            long startMs, long endMs, double eventsPerSecond, long maxLatenessMs, OnLate onLate,
+            long startMs, long endMs, double eventsPerSecond, long rateFromMs, double speedUp, long maxLatenessMs, OnLate onLate,
             List<String> fieldNames, List<LogicalType> fieldTypes, List<String> metadataKeys) {
         this.root = root;
         this.layout = layout;
@@ -38,6 +42,8 @@ public final class ReplayOptions implements Serializable {
         this.startMs = startMs;
         this.endMs = endMs;
         this.eventsPerSecond = eventsPerSecond;
+        this.rateFromMs = rateFromMs;
+        this.speedUp = speedUp;
         this.maxLatenessMs = maxLatenessMs;
         this.onLate = onLate;
         this.fieldNames = List.copyOf(fieldNames);
@@ -47,6 +53,6 @@ public final class ReplayOptions implements Serializable {
 
     ReplayOptions withProduced(List<String> names, List<LogicalType> types, List<String> metadata) {
         return new ReplayOptions(root, layout, partitions, keyFields, eventTimeField, startMs, endMs, eventsPerSecond,
-                maxLatenessMs, onLate, names, types, metadata);
+                rateFromMs, speedUp, maxLatenessMs, onLate, names, types, metadata);
     }
 }

@@ -32,6 +32,8 @@ import org.slf4j.LoggerFactory;
 final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> {
     private static final Logger LOG = LoggerFactory.getLogger(ReplaySplitReader.class);
     private static final int HANDOVER_BATCH = 8192;
+    /** Rows per hand-over while paced in event time. */
+    private static final int SPEED_UP_BATCH = 20;
     private static final int READ_CHUNK = 65_536;
     private static final int LATE_LOG_LIMIT = 10;
 
@@ -39,7 +41,18 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
     private final RowDecoder decoder;
     private final Counter lateRows;
     private final double eventsPerSecond;
-    private final int handoverBatch;
+    /** Rows per hand-over: small while paced (so the rate is smooth), large before that. */
+    private final int pacedBatch;
+    /** Whether a row at or after the rate limit's from-time has been handed over. */
+    private boolean pacing;
+    /** Rows of the last hand-over the rate limit counts. */
+    private int pacedRows;
+    /** Event-time pacing: the newest paced row handed over, and the (wall, event) time it started at. */
+    private long pacedNewestTs = Long.MIN_VALUE;
+    private long paceStartNanos;
+    private long paceStartMs = Long.MIN_VALUE;
+    /** Where the next hand-over starts in the list of active splits (round robin). */
+    private int handOverStart;
     private final Cursor[] cursors;
     private final List<Cursor> active = new ArrayList<>();
     private final Set<String> paused = ConcurrentHashMap.newKeySet();
@@ -88,8 +101,8 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
         this.decoder = new RowDecoder(opts);
         this.lateRows = lateRows;
         this.eventsPerSecond = opts.eventsPerSecond > 0 ? opts.eventsPerSecond / Math.max(1, readers) : 0;
-        this.handoverBatch = eventsPerSecond > 0
-                ? (int) Math.max(1, Math.min(HANDOVER_BATCH, eventsPerSecond / 20)) : HANDOVER_BATCH;
+        this.pacedBatch = opts.speedUp > 0 ? SPEED_UP_BATCH
+                : eventsPerSecond > 0 ? (int) Math.max(1, Math.min(HANDOVER_BATCH, eventsPerSecond / 20)) : HANDOVER_BATCH;
         this.cursors = new Cursor[opts.partitions];
     }
 
@@ -154,7 +167,8 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
         while (!wakeup) {
             int handed = handOver(batch);
             if (handed != 0) {
-                throttle(Math.max(handed, 0));
+                throttle(pacedRows);
+                keepPace(pacedRows);
                 break;
             }
             if (active.isEmpty()) {
@@ -194,9 +208,14 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
     /** Moves ready rows into the batch; returns the row count (or -1 if only splits finished). */
     private int handOver(RecordsBySplits.Builder<ReplayRecord> batch) {
         int handed = 0;
-        boolean finished = false;
-        for (int i = 0; i < active.size() && handed < handoverBatch; i++) {
-            Cursor c = active.get(i);
+        int handoverBatch = pacing ? pacedBatch : HANDOVER_BATCH;
+        pacedRows = 0;
+        List<Cursor> finished = null;
+        int n = active.size();
+        // Start one split further each time: a small (paced) batch must not always go to the first.
+        int first = n == 0 ? 0 : Math.floorMod(handOverStart++, n);
+        for (int i = 0; i < n && handed < handoverBatch; i++) {
+            Cursor c = active.get((first + i) % n);
             if (paused.contains(c.id)) {
                 continue;
             }
@@ -214,6 +233,11 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
                     c.frontierFile = r.file;
                     c.frontierRow = r.rowInFile;
                     handed++;
+                    if (r.ts >= opts.rateFromMs) {
+                        pacedRows++;
+                        pacedNewestTs = Math.max(pacedNewestTs, r.ts);
+                        pacing = eventsPerSecond > 0 || opts.speedUp > 0;
+                    }
                 }
             }
             if (out != null) {
@@ -221,13 +245,20 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
             }
             if (c.done && c.ready.isEmpty()) {
                 batch.addFinishedSplit(c.id);
-                finished = true;
+                if (finished == null) {
+                    finished = new ArrayList<>();
+                }
+                finished.add(c);
             }
         }
-        if (finished) {
-            active.removeIf(c -> c.done && c.ready.isEmpty());
+        if (finished == null) {
+            return handed;
         }
-        return handed == 0 && finished ? -1 : handed;
+        // Only the splits reported finished in this batch: a done split the loop did not reach
+        // (the batch was full) is reported by a later hand-over. Dropping it unreported would
+        // leave Flink waiting for it forever while fetch() returns empty batches.
+        active.removeAll(finished);
+        return handed == 0 ? -1 : handed;
     }
 
     private void readChunk() throws IOException {
@@ -325,8 +356,28 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
         }
     }
 
+    /** Event-time pacing: hold the rows handed over until the wall clock, sped up, reaches their time. */
+    private void keepPace(int paced) {
+        if (opts.speedUp <= 0 || paced == 0) {
+            return;
+        }
+        if (paceStartMs == Long.MIN_VALUE) {
+            paceStartNanos = System.nanoTime();
+            paceStartMs = opts.rateFromMs != Long.MIN_VALUE ? opts.rateFromMs : pacedNewestTs;
+        }
+        long due = paceStartNanos + (long) ((pacedNewestTs - paceStartMs) * 1e6 / opts.speedUp);
+        long wait = due - System.nanoTime();
+        if (wait > 0) {
+            try {
+                TimeUnit.NANOSECONDS.sleep(wait);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
     private void throttle(int handed) {
-        if (eventsPerSecond <= 0) {
+        if (eventsPerSecond <= 0 || handed == 0) {
             return;
         }
         if (rateCount == 0) {

@@ -37,6 +37,12 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
             .withDescription("end of the event-time range (exclusive)");
     public static final ConfigOption<Double> RATE = ConfigOptions.key("rate-limit.events-per-second").doubleType()
             .noDefaultValue().withDescription("optional limit on the whole source's emit rate");
+    public static final ConfigOption<Long> RATE_FROM_MS = ConfigOptions.key("rate-limit.from-ms").longType()
+            .noDefaultValue().withDescription("apply the rate limit from this event time on (default: to every row), "
+                    + "so a replay runs at full speed up to a point and at the chosen rate after it");
+    public static final ConfigOption<Double> SPEED_UP = ConfigOptions.key("rate-limit.speed-up").doubleType()
+            .noDefaultValue().withDescription("replay in event time this many times faster than the events happened "
+                    + "(from rate-limit.from-ms on): every source and partition keeps to one clock, like a live stream");
     public static final ConfigOption<Long> MAX_LATENESS_MS = ConfigOptions.key("max-lateness-ms").longType()
             .defaultValue(3_600_000L)
             .withDescription("how far an event's time can lie before the start of its file's landing period");
@@ -55,8 +61,8 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
 
     @Override
     public Set<ConfigOption<?>> optionalOptions() {
-        return Set.of(FORMAT, START_MS, END_MS, RATE, MAX_LATENESS_MS, ON_LATE, FactoryUtil.WATERMARK_EMIT_STRATEGY,
-                FactoryUtil.WATERMARK_ALIGNMENT_GROUP, FactoryUtil.WATERMARK_ALIGNMENT_MAX_DRIFT,
+        return Set.of(FORMAT, START_MS, END_MS, RATE, RATE_FROM_MS, SPEED_UP, MAX_LATENESS_MS, ON_LATE,
+                FactoryUtil.WATERMARK_EMIT_STRATEGY, FactoryUtil.WATERMARK_ALIGNMENT_GROUP, FactoryUtil.WATERMARK_ALIGNMENT_MAX_DRIFT,
                 FactoryUtil.WATERMARK_ALIGNMENT_UPDATE_INTERVAL, FactoryUtil.SOURCE_IDLE_TIMEOUT);
     }
 
@@ -109,7 +115,9 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
             throw new ValidationException("hdfs-replay: scan.start-ms must be below scan.end-ms");
         }
         ReplayOptions opts = new ReplayOptions(options.get(PATH), options.get(LAYOUT), partitions, keys,
-                options.get(EVENT_TIME_FIELD), start, end, options.getOptional(RATE).orElse(0.0), maxLateness, onLate,
+                options.get(EVENT_TIME_FIELD), start, end, options.getOptional(RATE).orElse(0.0),
+                options.getOptional(RATE_FROM_MS).orElse(Long.MIN_VALUE), options.getOptional(SPEED_UP).orElse(0.0),
+                maxLateness, onLate,
                 names, types, List.of());
         return new ReplayTableSource(opts, context.getObjectIdentifier().asSummaryString());
     }
