@@ -13,6 +13,7 @@ state, at-least-once sinks), restarts, and the Arrow batch / bundle sizes of the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 import tempfile
@@ -356,6 +357,10 @@ def _samples(
                                bounded=bounded)
     else:
         replay = history.replay_spec((definitions.sample_table(name).join_key,))
+        if write_range is not None and write_range.start_ms is not None and replay.start_ms is not None:
+            # A sample's time is its base event's: the windows' warm-up before the range is no use
+            # to the label join, which sees only events from the range's start on.
+            replay = dataclasses.replace(replay, start_ms=max(replay.start_ms, write_range.start_ms))
         plan = compile_samples(definitions, name, "batch", history_root=config.history, replay=replay)
     for ddl in plan.statements():
         env.execute_sql(ddl)
