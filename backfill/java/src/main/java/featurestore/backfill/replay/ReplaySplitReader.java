@@ -365,15 +365,7 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
             paceStartNanos = System.nanoTime();
             paceStartMs = opts.rateFromMs != Long.MIN_VALUE ? opts.rateFromMs : pacedNewestTs;
         }
-        long due = paceStartNanos + (long) ((pacedNewestTs - paceStartMs) * 1e6 / opts.speedUp);
-        long wait = due - System.nanoTime();
-        if (wait > 0) {
-            try {
-                TimeUnit.NANOSECONDS.sleep(wait);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
+        sleepUntil(paceStartNanos + (long) ((pacedNewestTs - paceStartMs) * 1e6 / opts.speedUp));
     }
 
     private void throttle(int handed) {
@@ -384,8 +376,11 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
             rateStartNanos = System.nanoTime();
         }
         rateCount += handed;
-        long due = rateStartNanos + (long) (rateCount * 1e9 / eventsPerSecond);
-        long wait = due - System.nanoTime();
+        sleepUntil(rateStartNanos + (long) (rateCount * 1e9 / eventsPerSecond));
+    }
+
+    private static void sleepUntil(long dueNanos) {
+        long wait = dueNanos - System.nanoTime();
         if (wait > 0) {
             try {
                 TimeUnit.NANOSECONDS.sleep(wait);
