@@ -130,7 +130,8 @@ def run_backfill(
     ``samples``: sample tables to produce too, for the plan's days (``ingestion.samples``).
     Pacing the plan's days (not the warm-up before them), to play history back like a live stream
     or to catch up without starving other jobs: ``events_per_second`` per source, or ``speed_up``
-    times faster than the events happened (in event time, every source on one clock)."""
+    times faster than the events happened (event-time pacing: dense and sparse sources keep step once
+    paced; each starts its clock when its own warm-up ends, docs/backfill.md)."""
     started = time.perf_counter()
     job = submit(
         config,

@@ -175,7 +175,7 @@ class History:
     before ``WriteRange.start_ms`` included), ``partitions`` replay partitions (None: the topic's).
     The rows from ``paced_from_ms`` on (None: all) can be paced, so history stands in for a live
     stream: ``events_per_second`` per replayed source, or ``speed_up`` times faster than they
-    happened, in event time (all sources on one clock)."""
+    happened, in event time (each source from the end of its own warm-up)."""
 
     replay_from_ms: int
     end_ms: int

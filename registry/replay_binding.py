@@ -44,7 +44,8 @@ class ReplaySpec:
     counted. ``events_per_second``: a limit on the whole source, on the rows from event time
     ``rate_from_ms`` on (None: every row), so a replay can race through a warm-up and then run
     at the pace of a live stream. ``speed_up``: rather than a rate, replay those rows in event time,
-    this many times faster than they happened (every source on one clock, as live traffic is).
+    this many times faster than they happened (dense and sparse partitions keep step, as in live
+    traffic; each reader starts its clock at its first paced row).
     ``watermark_delay_ms``: how far
     each partition's watermark trails its newest event (>= 1 keeps equal times from being late).
     """

@@ -116,7 +116,6 @@ def _live_view(console: Console, store: Any, user: str) -> Iterator[Callable[[Ba
     # Impression features: each source keeps its own clock from the end of its warm-up, and the
     # sparse clicks' warm-up ends first, so their part of the day is played ahead of this one.
     refs = {"user_impression_features": ("user_impressions_10m", "user_impressions_1d")}
-    seen: list[str] = []
     last = [0.0]
 
     def show(progress: BackfillProgress) -> None:
@@ -131,12 +130,8 @@ def _live_view(console: Console, store: Any, user: str) -> Iterator[Callable[[Ba
                 at = "none" if version is None else f"{row[feature]} (version {from_millis(version):%H:%M:%S})"
                 shown.append(f"{feature}={at}")
         values = ", ".join(shown)
-        line = (
-            f"stream at {from_millis(progress.position_ms).strftime('%H:%M')}, {progress.versions:,} versions: "
-            f"{user} {values}"
-        )
-        seen.append(line)
-        console.print(f"    {line}")
+        at = from_millis(progress.position_ms).strftime("%H:%M")
+        console.print(f"    stream at {at}, {progress.versions:,} versions: {user} {values}")
 
     with _flink_progress(console) as bar:
 
@@ -144,7 +139,6 @@ def _live_view(console: Console, store: Any, user: str) -> Iterator[Callable[[Ba
             bar(progress)
             show(progress)
 
-        both.seen = seen  # type: ignore[attr-defined]
         yield both
 
 
@@ -266,7 +260,6 @@ def run_demo(
             live = run_backfill(
                 config, definitions, today, on_progress=show, samples=[sample_table.name], speed_up=speed_up
             )
-        notes.extend(show.seen)  # type: ignore[attr-defined]
         report.figures["today_versions_written"] = live.versions
         report.figures["today_samples"] = sum(live.samples_by_table.values())
         notes.append(

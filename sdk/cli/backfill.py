@@ -24,7 +24,7 @@ def _fmt_ms(ms: int) -> str:
 @click.option("--events-per-second", type=click.FloatRange(min=0, min_open=True), default=None,
               help="replay the range (not the warm-up) at most this fast per source")
 @click.option("--speed-up", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="replay the range N times faster than it happened, every source on one clock (live-like)")
+              help="replay the range N times faster than it happened, in event time (live-like)")
 def backfill(
     repo: Path, tables: tuple[str, ...], start: dt.datetime, end: dt.datetime, profile: str | None,
     partitions: int | None, samples: tuple[str, ...], events_per_second: float | None, speed_up: float | None,

@@ -42,7 +42,8 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
                     + "so a replay runs at full speed up to a point and at the chosen rate after it");
     public static final ConfigOption<Double> SPEED_UP = ConfigOptions.key("rate-limit.speed-up").doubleType()
             .noDefaultValue().withDescription("replay in event time this many times faster than the events happened "
-                    + "(from rate-limit.from-ms on): every source and partition keeps to one clock, like a live stream");
+                    + "(from rate-limit.from-ms on): dense and sparse partitions keep step in event time, like a live stream; "
+                    + "each reader starts its clock at its first paced row");
     public static final ConfigOption<Long> MAX_LATENESS_MS = ConfigOptions.key("max-lateness-ms").longType()
             .defaultValue(3_600_000L)
             .withDescription("how far an event's time can lie before the start of its file's landing period");
