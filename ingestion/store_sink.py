@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from featurestore.config import OfflineLogConfig
-from featurestore.errors import TransientError
+from featurestore.errors import NotFoundError, TransientError
 from featurestore.schema import VERSION_MS, TableSchema
 from featurestore.shared import Shared
 from pyflink.table import DataTypes
@@ -115,7 +115,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             if self._store is not None:
                 self._retrying("versioned store", lambda: self._store.put(self.spec.schema.name, batch))
             if self._online is not None:
-                self._retrying("online cache", lambda: self._online.write(self.spec.schema.name, batch),
+                self._retrying("online cache", lambda: self._write_online(batch),
                                # a cache that restarted empty lost the table's definition too
                                recovered=lambda: self._online.ensure_table(self.spec.schema))
             if self._offline is not None:
@@ -124,6 +124,16 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             newest = pc.max(batch.column(VERSION_MS)).as_py() if batch.num_rows else None
             self._progress.add(batch.num_rows, newest, through)
         return pd.Series([1] * len(columns[0]), dtype="int64")
+
+    def _write_online(self, batch: pa.Table) -> None:
+        try:
+            self._online.write(self.spec.schema.name, batch)
+        except NotFoundError:
+            # The cache restarted empty (no persistence: it is a cache) and lost the table's
+            # definition with the values; the sink has the definition: restore it and write, rather
+            # than fail the job into a restart for what a cache is allowed to forget.
+            self._online.ensure_table(self.spec.schema)
+            self._online.write(self.spec.schema.name, batch)
 
     def _retrying(self, store: str, write: Callable[[], object], recovered: Callable[[], object] | None = None) -> None:
         """``write()``, retried with a doubling backoff (0.5 s to 8 s) while the store is unreachable

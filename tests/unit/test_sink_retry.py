@@ -78,3 +78,22 @@ def test_versions_after_the_write_range_are_dropped_but_their_watermark_is_repor
     progress = read_progress(tmp_path / "progress")
     assert progress.total_rows == 1 and progress.watermark_ms[("t", "w_1h")] == 9_000
     store.close()
+
+
+def test_a_cache_that_lost_the_table_definition_gets_it_back_and_the_write(tmp_path: Path) -> None:
+    # An online cache restarted without persistence forgets the definitions with the values: the
+    # sink restores the definition and writes, instead of failing the job into a restart.
+    import pandas as pd
+
+    from featurestore.storage.online import open_online_cache
+
+    cache = open_online_cache("memory://")
+    cache.ensure_table(SCHEMA)
+    spec = SinkSpec(schema=SCHEMA, columns=("user_id", "version_ms", "seq", "f"), versioned_store=None,
+                    online_cache=None, offline_log=None)
+    sink = WriteVersions(spec)
+    sink._online = cache
+    cache.drop_table("t")  # what a restart without persistence leaves
+    sink.eval(pd.Series(["u1"]), pd.Series([999]), pd.Series([1]), pd.Series([7]))
+    got = cache.get("t", ["u1"], ["f"], now_ms=1_000).to_pylist()
+    assert [(r["f"], r["f__ts"]) for r in got] == [(7, 999)]
