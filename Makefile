@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CACHE := .cache
 export UV_CACHE_DIR := $(CURDIR)/$(CACHE)/uv
 
-.PHONY: install system-deps demo test test-unit test-integration lint services-up services-down services-status bench clean
+.PHONY: install system-deps demo demo-cluster test test-unit test-integration lint services-up services-down services-status bench clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null || { echo "Python 3.11 is needed (python3.11 not found)"; exit 1; }
@@ -37,6 +37,12 @@ system-deps:
 
 demo: install
 	$(BIN)/featurestore demo
+
+# The same flow on the real services (started here; `make services-down` stops them): history on
+# HDFS, versions in HBase, latest values in Redis, the run's data under a prefix of its own.
+demo-cluster: install system-deps
+	$(BIN)/featurestore services up
+	$(BIN)/featurestore demo --profile cluster --output demo-output-cluster
 
 # Lint, then every test; the integration tests start the real services once per session
 # (tests/conftest.py) and stop them afterwards. pytest's "no tests collected" (5) is a failure.

@@ -80,6 +80,72 @@ def register_duckdb(con: duckdb.DuckDBPyConnection, uris: list[str]) -> bool:
             return known == key
         if con.filesystem_is_registered(scheme):
             return False
-        con.register_filesystem(fsspec_filesystem(scheme, netloc))
+        con.register_filesystem(thread_safe_filesystem(scheme, netloc))
         _registered[con] = key
     return True
+
+
+class SharedReader:
+    """An hdfs-native file that several threads may read at once, as DuckDB's threads do.
+
+    hdfs-native's reader keeps one position in a Rust object that ``seek`` and ``read`` borrow
+    mutably: two threads at once fail with ``RuntimeError: Already borrowed``, and one thread's
+    seek would move the other's read. Here every thread keeps its own position and each read is
+    a positional ``read_range``, which leaves the reader's own position alone."""
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self._size = len(reader)
+        self._position = threading.local()
+
+    def tell(self) -> int:
+        return int(getattr(self._position, "value", 0))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.tell(), 2: self._size}[whence]
+        self._position.value = max(0, base + offset)
+        return self.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        start = self.tell()
+        length = self._size - start if size is None or size < 0 else min(size, self._size - start)
+        data = self._reader.read_range(start, length) if length > 0 else b""
+        self._position.value = start + len(data)
+        return bytes(data)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> SharedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def thread_safe_filesystem(scheme: str, netloc: str | None) -> Any:
+    """hdfs-native's fsspec file system whose files opened for reading are :class:`SharedReader` s."""
+    base = type(fsspec_filesystem(scheme, netloc))
+    parsed = urlparse(f"{scheme}://{netloc or ''}")
+
+    class ThreadSafe(base):  # type: ignore[misc, valid-type]
+        def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+            opened = super()._open(path, mode, **kwargs)
+            return SharedReader(opened) if mode == "rb" and hasattr(opened, "read_range") else opened
+
+    return ThreadSafe(host=parsed.hostname, port=parsed.port)

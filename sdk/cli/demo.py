@@ -18,8 +18,11 @@ import click
 @click.option("--days", type=int, default=30, show_default=True, help="days of history to generate")
 @click.option("--impressions-per-day", type=int, default=4_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(output: Path, days: int, impressions_per_day: int, seed: int) -> None:
+@click.option("--profile", default="local", show_default=True,
+              help="local: no servers; cluster: HBase, Redis, HDFS (featurestore services up), the run's data "
+                   "under a prefix of its own")
+def demo(output: Path, days: int, impressions_per_day: int, seed: int, profile: str) -> None:
     """Generate CTR logs, register examples/ctr, compute, store, export point-in-time, train, serve."""
     from sdk.demo import run_demo
 
-    run_demo(output.resolve(), days=days, impressions_per_day=impressions_per_day, seed=seed)
+    run_demo(output.resolve(), profile=profile, days=days, impressions_per_day=impressions_per_day, seed=seed)

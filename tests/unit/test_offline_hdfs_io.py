@@ -51,3 +51,50 @@ def test_duckdb_gets_one_name_node_per_connection() -> None:
     assert not register_duckdb(con, ["hdfs://b:1/z"])  # another name node: the caller scans through Arrow
     other = duckdb.connect()
     assert register_duckdb(other, ["hdfs://b:1/z"])  # connections are independent
+
+
+def test_a_shared_reader_serves_threads_each_at_its_own_position() -> None:
+    # DuckDB reads one file from several threads: each keeps its own position, every read is a
+    # positional read_range (hdfs-native's seek/read borrow its reader mutably: "Already borrowed").
+    import threading
+
+    from featurestore.offline.hdfs import SharedReader
+
+    data = bytes(range(256)) * 64
+
+    class Reader:
+        def __len__(self) -> int:
+            return len(data)
+
+        def read_range(self, offset: int, length: int) -> bytes:
+            return data[offset : offset + length]
+
+        def seek(self, *_: object) -> None:
+            raise AssertionError("seek would move the other threads' reads")
+
+        read = seek
+
+        def close(self) -> None:
+            pass
+
+    shared = SharedReader(Reader())
+    errors: list[str] = []
+
+    def work(start: int) -> None:
+        for i in range(200):
+            offset = (start * 997 + i * 61) % (len(data) - 100)
+            shared.seek(offset)
+            if shared.read(100) != data[offset : offset + 100] or shared.tell() != offset + 100:
+                errors.append(f"thread {start} read {i} at {offset}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    shared.seek(-10, 2)
+    assert shared.read() == data[-10:] and shared.read(5) == b""
+    buffer = bytearray(4)
+    shared.seek(3)
+    assert shared.readinto(buffer) == 4 and bytes(buffer) == data[3:7]
