@@ -42,7 +42,7 @@ from featurestore.offline.log import OfflineLog
 from featurestore.pit.engine import ExportOptions, export, get_historical_features
 from featurestore.pit.sources import FeatureSource
 from featurestore.storage.versioned import open_versioned_store
-from featurestore.time_semantics import from_millis
+from featurestore.time_semantics import from_millis, to_millis
 from registry import reference
 from registry.models import Definitions
 from registry.rules import split_ref
@@ -94,10 +94,6 @@ def _flink_progress(console: Console) -> Iterator[Callable[[BackfillProgress], N
                 bar.update(task, completed=progress.fraction or 0.0, detail=f"at {at}, {progress.versions:,} versions")
 
         yield show
-
-
-def _day_ms(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
 
 
 def _millis(column: Any) -> Any:
@@ -277,7 +273,8 @@ def run_demo(
     offline_tables = {}
     sample_table = definitions.sample_tables[0]
     training_set = definitions.training_sets[0]
-    today_ms = _day_ms(spec.start) + (days - 1) * DAY_MS  # the last day runs as "today", live
+    # the last day runs as "today", live
+    today_ms = to_millis(dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)) + (days - 1) * DAY_MS
     with _step(console, report, "4. Backfill every feature table and the samples from history through Flink") as notes:
         backfill = plan_backfill(definitions, None, spec.start, from_millis(today_ms))
         notes.append(

@@ -18,6 +18,7 @@ projection and filter pushdown instead of materialising a scan in memory.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -35,15 +36,16 @@ HDFS_SCHEMES = ("hdfs", "viewfs")
 FILE_IO_IMPL = "featurestore.offline.hdfs.HdfsNativeFileIO"
 
 
-def fsspec_filesystem(scheme: str, netloc: str | None) -> Any:
-    """hdfs-native's fsspec file system for ``scheme://netloc`` (fsspec caches one per process)."""
+def fsspec_filesystem(scheme: str, netloc: str | None, *, shared_reads: bool = False) -> Any:
+    """hdfs-native's fsspec file system for ``scheme://netloc`` (fsspec caches one per process);
+    ``shared_reads``: its files opened for reading are :class:`SharedReader` s (DuckDB's threads)."""
     try:
         from hdfs_native.fsspec import HdfsFileSystem, ViewfsFileSystem
     except ImportError:  # pragma: no cover - hdfs-native is in requirements.lock
         raise NotInstalledError("hdfs:// needs hdfs-native", hint="pip install hdfs-native") from None
     parsed = urlparse(f"{scheme}://{netloc or ''}")
     cls = HdfsFileSystem if scheme == "hdfs" else ViewfsFileSystem
-    return cls(host=parsed.hostname, port=parsed.port)
+    return (_with_shared_reads(cls) if shared_reads else cls)(host=parsed.hostname, port=parsed.port)
 
 
 class HdfsNativeFileIO(PyArrowFileIO):
@@ -80,7 +82,7 @@ def register_duckdb(con: duckdb.DuckDBPyConnection, uris: list[str]) -> bool:
             return known == key
         if con.filesystem_is_registered(scheme):
             return False
-        con.register_filesystem(thread_safe_filesystem(scheme, netloc))
+        con.register_filesystem(fsspec_filesystem(scheme, netloc, shared_reads=True))
         _registered[con] = key
     return True
 
@@ -138,14 +140,14 @@ class SharedReader:
         self.close()
 
 
-def thread_safe_filesystem(scheme: str, netloc: str | None) -> Any:
-    """hdfs-native's fsspec file system whose files opened for reading are :class:`SharedReader` s."""
-    base = type(fsspec_filesystem(scheme, netloc))
-    parsed = urlparse(f"{scheme}://{netloc or ''}")
+@functools.cache
+def _with_shared_reads(base: type) -> type:
+    """``base`` (an hdfs-native fsspec file system class) opening files for reading as
+    :class:`SharedReader` s; one class per base, so fsspec's instance cache keeps working."""
 
-    class ThreadSafe(base):  # type: ignore[misc, valid-type]
+    class SharedReads(base):  # type: ignore[misc]
         def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
             opened = super()._open(path, mode, **kwargs)
             return SharedReader(opened) if mode == "rb" and hasattr(opened, "read_range") else opened
 
-    return ThreadSafe(host=parsed.hostname, port=parsed.port)
+    return SharedReads
