@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from featurestore.config import ProfileConfig
 from featurestore.errors import ValidationError
-from featurestore.time_semantics import to_millis
+from featurestore.time_semantics import from_millis, to_millis
 from ingestion.job import History, WriteRange, submit, tables_with_binding
 from ingestion.progress import Progress
 from registry.compiler import group_name
@@ -125,19 +125,32 @@ def run_backfill(
     samples: Sequence[str] = (),
     events_per_second: float | None = None,
     speed_up: float | None = None,
+    pace_from: dt.date | dt.datetime | int | None = None,
 ) -> BackfillResult:
     """Run ``plan`` as one Flink job to its end, calling ``on_progress`` every ``poll_s`` seconds.
     ``samples``: sample tables to produce too, for the plan's days (``ingestion.samples``).
     Pacing the plan's days (not the warm-up before them), to play history back like a live stream
     or to catch up without starving other jobs: ``events_per_second`` per source, or ``speed_up``
     times faster than the events happened (event-time pacing: dense and sparse sources keep step once
-    paced; each starts its clock when its own warm-up ends, docs/backfill.md)."""
+    paced; each starts its clock when its own warm-up ends, docs/backfill.md). ``pace_from``: pace
+    only the rows from this time on (default: the plan's start), so one job catches up at full speed
+    and then plays the rest like a live stream."""
+    paced_from_ms = plan.start_ms if pace_from is None else _day_ms(pace_from, "--pace-from")
+    if pace_from is not None and events_per_second is None and speed_up is None:
+        raise ValidationError("--pace-from needs a pace: --events-per-second or --speed-up")
+    if not plan.start_ms <= paced_from_ms < plan.end_ms:
+        raise ValidationError(
+            f"--pace-from {from_millis(paced_from_ms).isoformat()} is outside the backfill's range "
+            f"[{from_millis(plan.start_ms).isoformat()}, {from_millis(plan.end_ms).isoformat()})"
+        )
     started = time.perf_counter()
     job = submit(
         config,
         definitions,
         plan.tables,
-        history=History(plan.replay_from_ms, plan.end_ms, partitions, events_per_second, speed_up, plan.start_ms),
+        history=History(
+            plan.replay_from_ms, plan.end_ms, partitions, events_per_second, speed_up, paced_from_ms
+        ),
         write_range=WriteRange(plan.start_ms, plan.end_ms),
         extra_options=extra_options,
         samples=list(samples),

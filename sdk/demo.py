@@ -2,21 +2,23 @@
 ``--profile cluster``, on the real services: HBase, Redis, HDFS; its data under a run prefix).
 
 It generates synthetic CTR logs, lands them as history files in the sources' batch layouts,
-registers examples/ctr, backfills every feature table and the labelled samples of all days but
-the last through Flink (the compiled plan on the ordered replay of the history, written to the
-versioned store and the Iceberg offline log by the ingestion job's sink), then runs the last day,
-"today", through the same job as a live stream: with no Kafka in this profile, the replay of that
-day paced like live traffic, handing over where the backfill ended, while the demo reads a busy
-user's features from the store as they change. It checks the samples' labels against an
-independent oracle, exports a point-in-time training set, trains a logistic regression on it and
-on a deliberately leaky export (features read one label window late), and serves online lookups
-through the SDK. Every number printed comes from the run.
+registers examples/ctr, and runs one Flink job over the history (the compiled plan on the ordered
+replay, written to the versioned store and the Iceberg offline log by the ingestion job's sink):
+it backfills every feature table and the labelled samples of all days but the last at full speed,
+then goes on into the last day, "today", as a live stream: with no Kafka in this profile, the
+replay of that day paced like live traffic, while the demo reads a busy user's features from the
+store as they change. It checks the samples' labels against an independent oracle, exports a
+point-in-time training set, trains a logistic regression on it and on a deliberately leaky export
+(features read one label window late), and serves online lookups through the SDK.
+Every number printed comes from the run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import queue
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from backfill.run import BackfillProgress, plan_backfill, run_backfill
+from backfill.run import BackfillProgress, BackfillResult, plan_backfill, run_backfill
 from featurestore import eventlog
 from featurestore.config import ProfileConfig, load_config
 from featurestore.datagen import CtrLogSpec, generate
@@ -78,8 +80,8 @@ def _step(console: Console, report: DemoReport, title: str) -> Iterator[list[str
 
 
 @contextmanager
-def _flink_progress(console: Console) -> Iterator[Callable[[BackfillProgress], None]]:
-    """A progress bar for a backfill: event-time position, versions written, ETA."""
+def _flink_progress(console: Console, start_ms: int, end_ms: int) -> Iterator[Callable[[BackfillProgress], None]]:
+    """A progress bar over the event times ``[start_ms, end_ms)`` of a job: position, versions written."""
     with Progress(
         TextColumn("    [bold]flink"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console, transient=True,
@@ -91,9 +93,52 @@ def _flink_progress(console: Console) -> Iterator[Callable[[BackfillProgress], N
                 bar.update(task, detail=f"warming up windows, {progress.versions:,} versions")
             else:
                 at = from_millis(progress.position_ms).strftime("%Y-%m-%d %H:%M")
-                bar.update(task, completed=progress.fraction or 0.0, detail=f"at {at}, {progress.versions:,} versions")
+                done = min(1.0, max(0.0, (progress.position_ms - start_ms) / (end_ms - start_ms)))
+                bar.update(task, completed=done, detail=f"at {at}, {progress.versions:,} versions")
 
         yield show
+
+
+class _JobInBackground:
+    """A job run in a thread, so that several demo steps can each follow a part of it: its
+    progress snapshots are queued, and :meth:`follow` passes them on up to an event time."""
+
+    def __init__(self, run: Callable[[Callable[[BackfillProgress], None]], BackfillResult]) -> None:
+        self._updates: queue.SimpleQueue[BackfillProgress | None] = queue.SimpleQueue()
+        self._outcome: list[BackfillResult | BaseException] = []
+
+        def target() -> None:
+            try:
+                self._outcome.append(run(self._updates.put))
+            except BaseException as exc:  # re-raised by follow() and result() in the demo's thread
+                self._outcome.append(exc)
+            finally:
+                self._updates.put(None)
+
+        self._thread = threading.Thread(target=target, name="demo-job", daemon=True)
+        self._thread.start()
+
+    def follow(self, show: Callable[[BackfillProgress], None], until_ms: int | None = None) -> BackfillProgress:
+        """Show progress until every group has written through ``until_ms`` (None: the job's end);
+        the last snapshot shown. Raises the job's error if it failed first."""
+        last: BackfillProgress | None = None
+        while (update := self._updates.get()) is not None:
+            show(update)
+            last = update
+            if until_ms is not None and update.position_ms is not None and update.position_ms >= until_ms:
+                return update
+        self._updates.put(None)  # the end, for the next follower too
+        outcome = self.result()
+        if last is None:
+            raise RuntimeError(f"the job ended without reporting progress ({outcome.versions} versions)")
+        return last
+
+    def result(self) -> BackfillResult:
+        self._thread.join()
+        outcome = self._outcome[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
 
 def _millis(column: Any) -> Any:
@@ -109,7 +154,7 @@ def _busiest_user(impressions: pa.Table, today_ms: int) -> str:
 
 
 @contextmanager
-def _live_view(console: Console, store: Any, user: str) -> Iterator[Callable[[BackfillProgress], None]]:
+def _live_view(console: Console, store: Any, user: str, day_ms: int) -> Iterator[Callable[[BackfillProgress], None]]:
     """Progress of the live job, and every few seconds a line with ``user``'s features as the
     versioned store serves them at that moment: values appear as their events stream in."""
     # Impression features: each source keeps its own clock from the end of its warm-up, and the
@@ -132,7 +177,7 @@ def _live_view(console: Console, store: Any, user: str) -> Iterator[Callable[[Ba
         at = from_millis(progress.position_ms).strftime("%H:%M")
         console.print(f"    stream at {at}, {progress.versions:,} versions: {user} {values}")
 
-    with _flink_progress(console) as bar:
+    with _flink_progress(console, day_ms, day_ms + DAY_MS) as bar:
 
         def both(progress: BackfillProgress) -> None:
             bar(progress)
@@ -276,51 +321,58 @@ def run_demo(
     # the last day runs as "today", live
     today_ms = to_millis(dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)) + (days - 1) * DAY_MS
     with _step(console, report, "4. Backfill every feature table and the samples from history through Flink") as notes:
-        backfill = plan_backfill(definitions, None, spec.start, from_millis(today_ms))
+        backfill = plan_backfill(definitions, None, spec.start, from_millis(today_ms + DAY_MS))
+        speed_up = DAY_MS / 1000 / TODAY_SECONDS
         notes.append(
             f"the compiled plan of {len(backfill.tables)} tables on the replay of their history (hdfs-replay source, "
-            f"{config.history}), one Flink job on a local MiniCluster, for the {days - 1} days before today"
+            f"{config.history}), one Flink job on a local MiniCluster: the {days - 1} days before today at full "
+            f"speed, then (step 5) today, the same job going on as a live stream"
         )
-        with _flink_progress(console) as show:
-            result = run_backfill(config, definitions, backfill, on_progress=show, samples=[sample_table.name])
-        report.figures["versions_written"] = result.versions
+        job = _JobInBackground(
+            lambda show: run_backfill(
+                config, definitions, backfill, on_progress=show, samples=[sample_table.name], speed_up=speed_up,
+                pace_from=today_ms,
+            )
+        )
+        with _flink_progress(console, backfill.start_ms, today_ms) as show:
+            caught_up = job.follow(show, until_ms=today_ms)
         replayed = sum(pc.sum(pc.less(_millis(t["ts"]), today_ms)).as_py() for t in history.values())
-        report.figures["backfill_events_per_s"] = round(replayed / result.seconds)
-        for name, versions in sorted(result.versions_by_table.items()):
-            notes.append(f"{name}: {versions:,} versions")
+        report.figures["versions_written"] = caught_up.versions
+        report.figures["backfill_events_per_s"] = round(replayed / caught_up.elapsed_s)
         notes.append(
-            f"{result.versions:,} versions in {result.seconds:.1f}s into the versioned store "
-            f"({config.versioned_store}) and the Iceberg log ({config.offline_log.warehouse})"
+            f"{caught_up.versions:,} versions in {caught_up.elapsed_s:.1f}s (job start included) into the "
+            f"versioned store ({config.versioned_store}) and the Iceberg log ({config.offline_log.warehouse})"
         )
 
     with _step(console, report, "5. Today through the streaming path, as events arrive") as notes:
-        today = plan_backfill(definitions, None, from_millis(today_ms), from_millis(today_ms + DAY_MS))
         todays = sum(pc.sum(pc.greater_equal(_millis(t["ts"]), today_ms)).as_py() for t in history.values())
-        speed_up = DAY_MS / 1000 / TODAY_SECONDS
         notes.append(
             f"today's {todays:,} events are replayed from the history files as the live stream, "
-            f"{speed_up:,.0f}x faster than they happened (the day in ~{TODAY_SECONDS:.0f} s), after a full-speed "
-            f"warm-up of the windows; the same job, sinks and real-time samples as `featurestore ingest`, "
-            f"handing over where the backfill ended ({from_millis(today_ms).isoformat()})"
+            f"{speed_up:,.0f}x faster than they happened (the day in ~{TODAY_SECONDS:.0f} s): the same job, sinks "
+            f"and real-time samples as `featurestore ingest`, no gap and no double count at the hand-over "
+            f"({from_millis(today_ms).isoformat()})"
         )
         watched = _busiest_user(history["impressions"], today_ms)
-        with _live_view(console, store, watched) as show:
-            live = run_backfill(
-                config, definitions, today, on_progress=show, samples=[sample_table.name], speed_up=speed_up
-            )
-        report.figures["today_versions_written"] = live.versions
-        report.figures["today_samples"] = sum(live.samples_by_table.values())
+        with _live_view(console, store, watched, today_ms) as show:
+            job.follow(show)
+        result = job.result()
+        report.figures["versions_written"] = result.versions
+        report.figures["today_versions_written"] = result.versions - caught_up.versions
+        produced = stored_samples.read(config.offline_log, sample_table.name)
+        report.figures["today_samples"] = pc.sum(pc.greater_equal(_millis(produced["ts"]), today_ms)).as_py()
         notes.append(
-            f"{live.versions:,} versions and {report.figures['today_samples']:,} samples with their features "
-            f"attached as of each impression, in {live.seconds:.1f}s"
+            f"{report.figures['today_versions_written']:,} versions written while today streamed "
+            f"({result.seconds - caught_up.elapsed_s:.1f}s), {report.figures['today_samples']:,} samples of today "
+            f"with their features attached as of each impression"
         )
-        for table in definitions.feature_tables:  # loaded after the jobs: the snapshots they committed
+        for name, versions in sorted(result.versions_by_table.items()):
+            notes.append(f"{name}: {versions:,} versions in all")
+        for table in definitions.feature_tables:  # loaded after the job: the snapshots it committed
             offline_tables[table.name] = offline.table(schemas[table.name])
 
     with _step(
         console, report, f"6. Samples: {sample_table.name} (impression x click within {sample_table.window})"
     ) as notes:
-        produced = stored_samples.read(config.offline_log, sample_table.name)
         notes.append(
             f"{produced.num_rows:,} samples from the job's label join (an interval join: positive when the click "
             f"arrives, negative when the watermark passes the window), features attached as of each impression "

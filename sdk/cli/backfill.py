@@ -25,9 +25,12 @@ def _fmt_ms(ms: int) -> str:
               help="replay the range (not the warm-up) at most this fast per source")
 @click.option("--speed-up", type=click.FloatRange(min=0, min_open=True), default=None,
               help="replay the range N times faster than it happened, in event time (live-like)")
+@click.option("--pace-from", type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]), default=None,
+              help="pace only from this UTC time on (default --from): catch up at full speed, then play live-like")
 def backfill(
     repo: Path, tables: tuple[str, ...], start: dt.datetime, end: dt.datetime, profile: str | None,
     partitions: int | None, samples: tuple[str, ...], events_per_second: float | None, speed_up: float | None,
+    pace_from: dt.datetime | None,
 ) -> None:
     """Replay history through the live job's plan and write the versions of [--from, --to).
 
@@ -66,7 +69,8 @@ def backfill(
                        detail=f"at {_fmt_ms(p.position_ms)}, {p.versions:,} versions, {rate:,.0f}/s{eta}")
 
         result = run_backfill(config, version.definitions, plan, partitions=partitions, on_progress=show,
-                              samples=samples, events_per_second=events_per_second, speed_up=speed_up)
+                              samples=samples, events_per_second=events_per_second, speed_up=speed_up,
+                              pace_from=None if pace_from is None else pace_from.replace(tzinfo=dt.UTC))
         bar.update(task, completed=1.0)
     click.echo(f"done in {result.seconds:.1f}s: {result.versions:,} versions written "
                f"({', '.join(f'{t} {n:,}' for t, n in sorted(result.versions_by_table.items()))})")

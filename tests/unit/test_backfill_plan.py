@@ -49,3 +49,23 @@ def test_progress_fraction_and_eta() -> None:
     assert half.fraction == 0.5 and half.eta_s == 20.0
     warming = BackfillProgress(plan, elapsed_s=3.0, versions=0, position_ms=None)
     assert warming.fraction is None and warming.eta_s is None
+
+
+@pytest.mark.parametrize(
+    ("pace", "pace_from", "message"),
+    [
+        ({}, dt.date(2026, 10, 3), "needs a pace"),  # a pace start with no pace does nothing: refused
+        ({"speed_up": 10.0}, dt.date(2026, 10, 1), "outside the backfill's range"),
+        ({"speed_up": 10.0}, dt.date(2026, 10, 4), "outside the backfill's range"),  # the end is exclusive
+    ],
+)
+def test_a_pace_start_outside_the_range_or_without_a_pace_is_refused_before_submitting(
+    pace: dict[str, float], pace_from: dt.date, message: str
+) -> None:
+    from backfill.run import run_backfill
+    from featurestore.config import load_config
+
+    definitions = load_repo(EXAMPLE)
+    plan = plan_backfill(definitions, ["user_click_features"], dt.date(2026, 10, 2), dt.date(2026, 10, 4))
+    with pytest.raises(FeatureStoreError, match=message):
+        run_backfill(load_config(EXAMPLE, profile="local"), definitions, plan, pace_from=pace_from, **pace)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ def test_demo_runs_every_step_on_the_local_profile(tmp_path: Path) -> None:
     assert pq.read_metadata(export).num_rows > 0
     assert (tmp_path / "out" / "training" / "ctr_deepfm_v1.parquet.manifest.json").exists()
     assert report.figures["versions_written"] > 0
+    assert report.figures["today_versions_written"] > 0 and report.figures["today_samples"] > 0  # after the seam
     assert report.figures["samples_matching_oracle"] == 1.0  # the Flink label join equals the oracle
     assert 0.5 < report.figures["auc_point_in_time"] < report.figures["auc_leaky"]
     assert report.figures["as_of_matches_export"] is True
