@@ -139,8 +139,11 @@ def run_end_to_end(tmp: str, impressions_per_day: int) -> dict[str, Any]:
         environ={},
     )
     plan = plan_backfill(definitions, ["user_click_features"], start, start + dt.timedelta(days=2))
+    timeline: list[list[float]] = [[0.0, 0]]
     try:
-        result = run_backfill(config, definitions, plan)
+        result = run_backfill(
+            config, definitions, plan, on_progress=lambda p: timeline.append([round(p.elapsed_s, 2), p.versions])
+        )
     finally:
         store = open_versioned_store(config.versioned_store)
         store.drop_table("user_click_features")
@@ -151,6 +154,7 @@ def run_end_to_end(tmp: str, impressions_per_day: int) -> dict[str, Any]:
         "backfill_events_per_s": round(clicks.num_rows / result.seconds),
         "backfill_versions": result.versions,
         "backfill_versions_per_s": round(result.versions / result.seconds),
+        "backfill_versions_timeline": timeline,  # [elapsed s since submit, versions written]
     }
 
 

@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.cpu_split import CpuSplit  # noqa: E402
+from bench.latency import PERCENTILES  # noqa: E402
+from bench.timeline import wait_recording  # noqa: E402
 from featurestore.config import scratch_cluster_config  # noqa: E402
 from featurestore.datagen import CtrLogSpec, generate  # noqa: E402
 from featurestore.kafka_topics import create_topic as create_kafka_topic  # noqa: E402
@@ -91,7 +93,7 @@ def config_for(run: str, work: Path) -> Any:
     return scratch_cluster_config(work, f"b{run}", flink=FLINK_OVERRIDES)
 
 
-def _job(events: int, work: Path, split: bool) -> dict[str, float]:
+def _job(events: int, work: Path, split: bool) -> dict[str, Any]:
     """One bounded job over ``events`` clicks already on a new topic: wall time, and (``split``)
     the CPU seconds of each component while it ran (bench/cpu_split.py)."""
     from confluent_kafka import Producer
@@ -114,9 +116,9 @@ def _job(events: int, work: Path, split: bool) -> dict[str, float]:
     started = time.perf_counter()
     if split:
         with cpu:
-            progress = submit(config, defs, [TABLE], bounded=True).wait()
+            progress, timeline = wait_recording(submit(config, defs, [TABLE], bounded=True))
     else:
-        progress = submit(config, defs, [TABLE], bounded=True).wait()
+        progress, timeline = wait_recording(submit(config, defs, [TABLE], bounded=True))
     seconds = time.perf_counter() - started
     store = open_versioned_store(config.versioned_store)
     store.drop_table(TABLE)
@@ -125,10 +127,13 @@ def _job(events: int, work: Path, split: bool) -> dict[str, float]:
     online.drop_table(TABLE)
     online.close()
     versions = float(sum(rows for (table, _), rows in progress.rows.items() if table == TABLE))
-    return {"events": float(clicks.num_rows), "seconds": seconds, "versions": versions, **cpu.as_fields()}
+    return {
+        "events": float(clicks.num_rows), "seconds": seconds, "versions": versions, "timeline": timeline,
+        **cpu.as_fields(),
+    }
 
 
-def throughput(events: int, work: Path) -> dict[str, float]:
+def throughput(events: int, work: Path) -> dict[str, Any]:
     """Sustained events/s: bounded jobs of ``events`` and of a tenth of it, and the rate between
     them, ``(N - n) / (T(N) - T(n))``, so the fixed cost of a job (JVM and Python workers
     starting, planning, stores opening, the final commit: about 40 s here) is left out; the
@@ -151,6 +156,7 @@ def throughput(events: int, work: Path) -> dict[str, float]:
         "fixed_s": big["seconds"] - big["events"] / sustained,
         "versions": big["versions"],
         "versions_per_event": big["versions"] / big["events"],
+        "versions_timeline": big["timeline"],  # [elapsed s since submit, versions written]
     }
     for key, value in big.items():
         if key.startswith("cpu_s_"):
@@ -159,7 +165,7 @@ def throughput(events: int, work: Path) -> dict[str, float]:
     return result
 
 
-def freshness(rate: int, duration_s: float, work: Path) -> dict[str, float]:
+def freshness(rate: int, duration_s: float, work: Path) -> dict[str, Any]:
     from confluent_kafka import Producer
 
     run = uuid.uuid4().hex[:8]
@@ -239,6 +245,9 @@ def freshness(rate: int, duration_s: float, work: Path) -> dict[str, float]:
         "visible": float(len(delays)),
         "freshness_p50_s": float(np.percentile(delays, 50)) if len(delays) else float("nan"),
         "freshness_p99_s": float(np.percentile(delays, 99)) if len(delays) else float("nan"),
+        "freshness_percentiles_s": {f"{q:g}": round(float(np.percentile(delays, q)), 3) for q in PERCENTILES}
+        if len(delays)
+        else {},
     }
 
 

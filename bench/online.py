@@ -30,7 +30,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.latency import timed
 from featurestore.errors import FeatureStoreError
 from featurestore.schema import Field, TableSchema
 from featurestore.services import ports
@@ -71,24 +71,6 @@ def make_batch(schema: TableSchema, keys: range, times: list[int], seq0: int = 0
         else:
             columns[f.name] = [k + i for k, _ in rows]
     return pa.table(columns, schema=schema.arrow_schema())
-
-
-def percentiles(samples_ns: list[int]) -> tuple[float, float]:
-    ordered = sorted(samples_ns)
-    p50 = ordered[len(ordered) // 2] / 1e6
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6
-    return round(p50, 3), round(p99, 3)
-
-
-def timed(n: int, call: Callable[[int], object]) -> tuple[float, float]:
-    for i in range(min(200, n)):  # warm up connections and caches
-        call(i)
-    samples = []
-    for i in range(n):
-        start = time.perf_counter_ns()
-        call(i)
-        samples.append(time.perf_counter_ns() - start)
-    return percentiles(samples)
 
 
 def put_throughput(store: VersionedStore, schema: TableSchema, rows: int, batch_rows: int, per_batch_ts: int) -> float:
@@ -139,16 +121,13 @@ def bench_redis(uri: str, n: int, out: dict[str, Any], table: list[tuple[str, st
         one = [[rng.randrange(10_000)] for _ in range(n)]
         hundred = [[rng.randrange(10_000) for _ in range(100)] for _ in range(n)]
         now = T0 + 1_000
-        p50, p99 = timed(n, lambda i: cache.get(schema.name, one[i], now_ms=now))
-        out.update(redis_1key_p50_ms=p50, redis_1key_p99_ms=p99)
-        table.append(("redis latest 1 key x 50 feat", f"p50 {p50} ms / p99 {p99} ms", "p99 < 1 ms"))
-        p50, p99 = timed(n, lambda i: cache.get(schema.name, hundred[i], now_ms=now))
-        out.update(redis_100key_p50_ms=p50, redis_100key_p99_ms=p99)
-        table.append(("redis latest 100 keys x 50 feat", f"p50 {p50} ms / p99 {p99} ms", "p99 < 3 ms"))
+        latency = timed(n, lambda i: cache.get(schema.name, one[i], now_ms=now))
+        table.append(("redis latest 1 key x 50 feat", latency.record(out, "redis_1key"), "p99 < 1 ms"))
+        latency = timed(n, lambda i: cache.get(schema.name, hundred[i], now_ms=now))
+        table.append(("redis latest 100 keys x 50 feat", latency.record(out, "redis_100key"), "p99 < 3 ms"))
         some = list(schema.feature_names[::5])
-        p50, p99 = timed(n, lambda i: cache.get(schema.name, hundred[i], some, now_ms=now))
-        out.update(redis_100key_10feat_p50_ms=p50, redis_100key_10feat_p99_ms=p99)
-        table.append(("redis latest 100 keys x 10 feat", f"p50 {p50} ms / p99 {p99} ms", ""))
+        latency = timed(n, lambda i: cache.get(schema.name, hundred[i], some, now_ms=now))
+        table.append(("redis latest 100 keys x 10 feat", latency.record(out, "redis_100key_10feat"), ""))
     except FeatureStoreError as exc:
         out.update(redis_1key_p99_ms=None, redis_100key_p99_ms=None, redis_error=str(exc).splitlines()[0])
         table.append(("redis", "unavailable", str(exc).splitlines()[0]))
@@ -179,10 +158,9 @@ def bench_versioned(
             store.put(schema.name, make_batch(schema, range(history), [T0 + 3_600_000 * v], seq0=v * history))
         rng = random.Random(2)
         queries = [([rng.randrange(history)], T0 + rng.randrange(10 * 3_600_000)) for _ in range(n)]
-        p50, p99 = timed(n, lambda i: store.get_as_of(schema.name, queries[i][0], queries[i][1]))
-        out.update({f"{label}_asof_p50_ms": p50, f"{label}_asof_p99_ms": p99})
+        latency = timed(n, lambda i: store.get_as_of(schema.name, queries[i][0], queries[i][1]))
         target = "p99 < 10 ms" if label == "hbase" else ""
-        table.append((f"{label} as-of 1 key x 50 feat", f"p50 {p50} ms / p99 {p99} ms", target))
+        table.append((f"{label} as-of 1 key x 50 feat", latency.record(out, f"{label}_asof"), target))
     except FeatureStoreError as exc:
         out.update({f"{label}_put_cells_per_s": None, f"{label}_asof_p99_ms": None,
                     f"{label}_error": str(exc).splitlines()[0]})

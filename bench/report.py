@@ -79,8 +79,23 @@ def table_rows(results: dict[str, dict[str, Any]]) -> list[tuple[Target, float |
     return rows
 
 
+def _series(results: dict[str, dict[str, Any]], suffix: str) -> list[tuple[str, Any]]:
+    """Every figure whose key ends with ``suffix`` (a distribution or a timeline), as
+    ``("<benchmark>.<key>", value)``."""
+    return [
+        (f"{name}.{key}", value)
+        for name, figures in results.items()
+        for key, value in figures.items()
+        if key.endswith(suffix) and value
+    ]
+
+
+def _short(label: str) -> str:
+    return label.removesuffix("_percentiles_ms").removesuffix("_percentiles_s").removesuffix("_timeline")
+
+
 def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
-    """Bar charts: latency percentiles, throughputs, and ratios against their targets."""
+    """Latency p50/p99 bars and distributions, throughput over time, every figure against its target."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,6 +116,44 @@ def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
         ax.set_title("online lookup latency, p50 and p99")
         fig.tight_layout()
         pictures.append(out / "latency.png")
+        fig.savefig(pictures[-1], dpi=110)
+        plt.close(fig)
+    distributions = _series(results, "_percentiles_ms") + _series(results, "_percentiles_s")
+    if distributions:
+        fig, ax = plt.subplots(figsize=(9, 5))
+        for label, percentiles in distributions:
+            scale = 1000.0 if label.endswith("_percentiles_s") else 1.0  # freshness: seconds
+            ranks = [float(q) for q in percentiles]
+            ax.plot([float(v) * scale for v in percentiles.values()], ranks, marker=".", label=_short(label))
+        ax.set_xscale("log")
+        ax.set_xlabel("milliseconds (log scale)")
+        ax.set_ylabel("percentile")
+        ax.set_yticks([1, 10, 25, 50, 75, 90, 99])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_title("latency distributions: lookups (online, serving) and ingestion freshness")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        pictures.append(out / "latency_distribution.png")
+        fig.savefig(pictures[-1], dpi=110)
+        plt.close(fig)
+    timelines = _series(results, "_timeline")
+    if timelines:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        for label, points in timelines:
+            times = [float(t) for t, _ in points]
+            rows_written = [float(n) for _, n in points]
+            rates = [
+                (rows_written[i] - rows_written[i - 1]) / (times[i] - times[i - 1])
+                for i in range(1, len(points))
+                if times[i] > times[i - 1]
+            ]
+            ax.plot([t for i, t in enumerate(times[1:], 1) if times[i] > times[i - 1]], rates, label=_short(label))
+        ax.set_xlabel("seconds since the job was submitted")
+        ax.set_ylabel("versions written per second")
+        ax.set_title("throughput over time (start-up, steady state, final commit)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        pictures.append(out / "throughput.png")
         fig.savefig(pictures[-1], dpi=110)
         plt.close(fig)
     rows = [(t, v) for t, v in table_rows(results) if v is not None]
@@ -143,7 +196,8 @@ def report(results_dir: Path, out: Path) -> Path:
             )
     lines += ["", *[f"![{p.stem}]({p.name})" for p in pictures], "", "## Raw figures", ""]
     for name, figures in results.items():
-        lines += [f"### {name}", "", "```json", json.dumps(figures, indent=2, sort_keys=True), "```", ""]
+        shown = {k: "(plotted)" if k.endswith("_timeline") else v for k, v in figures.items()}
+        lines += [f"### {name}", "", "```json", json.dumps(shown, indent=2, sort_keys=True), "```", ""]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
     return path

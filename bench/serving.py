@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.latency import timed
 from featurestore.errors import FeatureStoreError
 from featurestore.services import ports
 from sdk.online import ServingOptions
@@ -99,40 +99,20 @@ def load(fs: FeatureStore) -> None:
     fs.stores.online_cache.write(TABLE, batch)
 
 
-def percentiles(samples_ns: list[int]) -> tuple[float, float]:
-    ordered = sorted(samples_ns)
-    return (round(ordered[len(ordered) // 2] / 1e6, 3),
-            round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1e6, 3))
-
-
-def timed(n: int, call: Callable[[int], object], warmup: int = 200) -> tuple[float, float]:
-    for i in range(warmup):
-        call(i)
-    samples = []
-    for i in range(n):
-        start = time.perf_counter_ns()
-        call(i)
-        samples.append(time.perf_counter_ns() - start)
-    return percentiles(samples)
-
-
 def sdk_measures(fs: FeatureStore, label: str, n: int, out: dict[str, Any], rows: list[tuple[str, str, str]],
                  *, arrow: bool = False) -> None:
     refs = [f"{TABLE}:f{i:02d}" for i in range(N_FEATURES)]
     rng = random.Random(7)
     one = [[f"u{rng.randrange(N_KEYS)}"] for _ in range(n + 200)]
     many = [[f"u{k}" for k in rng.sample(range(N_KEYS), 100)] for _ in range(max(n // 5, 200) + 200)]
-    p50, p99 = timed(n, lambda i: fs.online.get(refs, one[i]))
-    out[f"{label}_1x50_p50_ms"], out[f"{label}_1x50_p99_ms"] = p50, p99
-    rows.append((f"sdk {label}, 1 key x 50", f"p50 {p50} ms, p99 {p99} ms", "p99 < 1 ms"))
+    latency = timed(n, lambda i: fs.online.get(refs, one[i]))
+    rows.append((f"sdk {label}, 1 key x 50", latency.record(out, f"{label}_1x50"), "p99 < 1 ms"))
     m = max(n // 5, 200)
-    p50, p99 = timed(m, lambda i: fs.online.get(refs, many[i]))
-    out[f"{label}_100x50_p50_ms"], out[f"{label}_100x50_p99_ms"] = p50, p99
-    rows.append((f"sdk {label}, 100 keys x 50 ({m} requests)", f"p50 {p50} ms, p99 {p99} ms", "p99 < 3 ms"))
+    latency = timed(m, lambda i: fs.online.get(refs, many[i]))
+    rows.append((f"sdk {label}, 100 keys x 50 ({m} requests)", latency.record(out, f"{label}_100x50"), "p99 < 3 ms"))
     if arrow:
-        p50, p99 = timed(n, lambda i: fs.online.get(refs, one[i]).table)
-        out[f"{label}_1x50_arrow_p50_ms"], out[f"{label}_1x50_arrow_p99_ms"] = p50, p99
-        rows.append((f"sdk {label}, 1 key x 50 + Arrow table", f"p50 {p50} ms, p99 {p99} ms", "-"))
+        latency = timed(n, lambda i: fs.online.get(refs, one[i]).table)
+        rows.append((f"sdk {label}, 1 key x 50 + Arrow table", latency.record(out, f"{label}_1x50_arrow"), "-"))
 
 
 def free_port() -> int:
@@ -167,12 +147,11 @@ def http_measure(fs: FeatureStore, n: int, out: dict[str, Any], rows: list[tuple
                 if response.status_code != 200:
                     raise RuntimeError(response.text)
 
-            p50, p99 = timed(n, call)
+            latency = timed(n, call)
     finally:
         server.should_exit = True
         thread.join(10)
-    out["http_1x50_p50_ms"], out["http_1x50_p99_ms"] = p50, p99
-    rows.append(("http (uvicorn, same process), 1 key x 50", f"p50 {p50} ms, p99 {p99} ms", "p99 < 2 ms"))
+    rows.append(("http (uvicorn, same process), 1 key x 50", latency.record(out, "http_1x50"), "p99 < 2 ms"))
 
 
 def http_process_measure(repo: Path, n: int, out: dict[str, Any], rows: list[tuple[str, str, str]]) -> None:
@@ -222,14 +201,15 @@ def http_process_measure(repo: Path, n: int, out: dict[str, Any], rows: list[tup
                 raise RuntimeError(body.decode())
 
         try:
-            p50, p99 = timed(n, call)
+            latency = timed(n, call)
         finally:
             connection.close()
     finally:
         server.terminate()
         server.wait(10)
-    out["http_process_1x50_p50_ms"], out["http_process_1x50_p99_ms"] = p50, p99
-    rows.append(("http (featurestore serve, own process), 1 key x 50", f"p50 {p50} ms, p99 {p99} ms", "p99 < 2 ms"))
+    rows.append(
+        ("http (featurestore serve, own process), 1 key x 50", latency.record(out, "http_process_1x50"), "p99 < 2 ms")
+    )
 
 
 def main() -> None:

@@ -36,3 +36,20 @@ def test_every_target_is_a_figure_its_benchmark_saves() -> None:
     saved = {p.stem: json.loads(p.read_text()) for p in results.glob("*.json")}
     missing = [f"{t.benchmark}.{t.key}" for t in TARGETS if t.key not in saved.get(t.benchmark, {})]
     assert not missing, missing
+
+
+def test_distributions_and_timelines_are_plotted_not_dumped(tmp_path: Path) -> None:
+    from bench.latency import timed
+
+    results = tmp_path / "results"
+    results.mkdir()
+    online: dict[str, object] = {}
+    timed(300, lambda i: sum(range(i)), warmup=10).record(online, "redis_1key")
+    assert online["redis_1key_p50_ms"] == online["redis_1key_percentiles_ms"]["50"]  # type: ignore[index]
+    (results / "online.json").write_text(json.dumps(online))
+    ingest = {"freshness_percentiles_s": {"50": 1.1, "99": 1.9}, "versions_timeline": [[0, 0], [1.0, 500], [2.0, 1500]]}
+    (results / "ingest.json").write_text(json.dumps(ingest))
+    text = report(results, tmp_path).read_text()
+    assert "![latency_distribution](latency_distribution.png)" in text and "![throughput](throughput.png)" in text
+    assert (tmp_path / "latency_distribution.png").stat().st_size > 0 and (tmp_path / "throughput.png").exists()
+    assert '"versions_timeline": "(plotted)"' in text
