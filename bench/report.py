@@ -90,6 +90,25 @@ def _series(results: dict[str, dict[str, Any]], suffix: str) -> list[tuple[str, 
     ]
 
 
+#: Throughput is drawn as the rate over windows of this many seconds: the sinks flush in bursts, so
+#: per-second rates swing between 0 and several times the mean.
+RATE_WINDOW_S = 5.0
+
+
+def _rates(points: list[list[float]], window_s: float) -> tuple[list[float], list[float]]:
+    """Rows per second over consecutive windows of at least ``window_s`` of ``[[elapsed_s, rows], ...]``,
+    each placed at its window's end."""
+    at: list[float] = []
+    rates: list[float] = []
+    start_t, start_n = float(points[0][0]), float(points[0][1])
+    for t, n in points[1:]:
+        if float(t) - start_t >= window_s:
+            at.append(float(t))
+            rates.append((float(n) - start_n) / (float(t) - start_t))
+            start_t, start_n = float(t), float(n)
+    return at, rates
+
+
 def _short(label: str) -> str:
     return label.removesuffix("_percentiles_ms").removesuffix("_percentiles_s").removesuffix("_timeline")
 
@@ -121,10 +140,11 @@ def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     distributions = _series(results, "_percentiles_ms") + _series(results, "_percentiles_s")
     if distributions:
         fig, ax = plt.subplots(figsize=(9, 5))
-        for label, percentiles in distributions:
+        for n, (label, percentiles) in enumerate(distributions):
             scale = 1000.0 if label.endswith("_percentiles_s") else 1.0  # freshness: seconds
             ranks = [float(q) for q in percentiles]
-            ax.plot([float(v) * scale for v in percentiles.values()], ranks, marker=".", label=_short(label))
+            style = ("-", "--", ":")[n // 10 % 3]  # the colours repeat after ten lines
+            ax.plot([float(v) * scale for v in percentiles.values()], ranks, style, marker=".", label=_short(label))
         ax.set_xscale("log")
         ax.set_xlabel("milliseconds (log scale)")
         ax.set_ylabel("percentile")
@@ -140,16 +160,10 @@ def plot(results: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     if timelines:
         fig, ax = plt.subplots(figsize=(9, 4))
         for label, points in timelines:
-            times = [float(t) for t, _ in points]
-            rows_written = [float(n) for _, n in points]
-            rates = [
-                (rows_written[i] - rows_written[i - 1]) / (times[i] - times[i - 1])
-                for i in range(1, len(points))
-                if times[i] > times[i - 1]
-            ]
-            ax.plot([t for i, t in enumerate(times[1:], 1) if times[i] > times[i - 1]], rates, label=_short(label))
+            at, rates = _rates(points, RATE_WINDOW_S)
+            ax.plot(at, rates, label=_short(label))
         ax.set_xlabel("seconds since the job was submitted")
-        ax.set_ylabel("versions written per second")
+        ax.set_ylabel(f"versions written per second ({RATE_WINDOW_S:g} s windows)")
         ax.set_title("throughput over time (start-up, steady state, final commit)")
         ax.legend(fontsize=8)
         fig.tight_layout()
