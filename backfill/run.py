@@ -22,7 +22,6 @@ point-in-time engine). Hand-over to live ingestion: docs/backfill.md.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -160,28 +159,15 @@ def run_backfill(
         elapsed = time.perf_counter() - started
         return BackfillProgress(plan, elapsed, progress.total_rows, progress.position_ms(plan.groups))
 
-    failure: list[BaseException] = []
-    final: list[Progress] = []
-    done = threading.Event()
-
-    def wait() -> None:
-        try:
-            final.append(job.wait())  # the job has ended and its sinks have committed
-        except BaseException as exc:  # re-raised in the caller's thread
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=wait, name="backfill-wait", daemon=True).start()
-    while not done.wait(poll_s):
+    def watch(progress: Progress) -> None:
         if on_progress is not None:
-            on_progress(report(job.progress()))
-    if failure:
-        raise failure[0]
-    last = report(final[0])
+            on_progress(report(progress))
+
+    final = job.wait_watching(watch, poll_s)  # the job has ended and its sinks have committed
+    last = report(final)
     if on_progress is not None:
         on_progress(last)
     by_table: dict[str, int] = {}
-    for (table, _), rows in final[0].rows.items():
+    for (table, _), rows in final.rows.items():
         by_table[table] = by_table.get(table, 0) + rows
-    return BackfillResult(plan, time.perf_counter() - started, last.versions, by_table, dict(final[0].samples))
+    return BackfillResult(plan, time.perf_counter() - started, last.versions, by_table, dict(final.samples))

@@ -7,7 +7,6 @@ plots (bench/report.py draws every ``<measure>_timeline`` it finds: ``[[elapsed_
 
 from __future__ import annotations
 
-import threading
 import time
 
 from ingestion.job import IngestJob
@@ -18,24 +17,11 @@ def wait_recording(job: IngestJob, every_s: float = 1.0) -> tuple[Progress, list
     """Wait for a bounded ``job`` like ``job.wait()``, sampling the rows its sinks have written
     every ``every_s`` seconds (time counted from this call); the final progress and the samples."""
     started = time.perf_counter()
-    outcome: list[Progress | BaseException] = []
-
-    def wait() -> None:
-        try:
-            outcome.append(job.wait())
-        except BaseException as exc:  # re-raised in the caller's thread
-            outcome.append(exc)
-
-    waiter = threading.Thread(target=wait, name="bench-wait", daemon=True)
-    waiter.start()
     points: list[list[float]] = [[0.0, 0]]
-    while True:
-        waiter.join(every_s)
-        if not waiter.is_alive():
-            break
-        points.append([round(time.perf_counter() - started, 2), job.progress().total_rows])
-    final = outcome[0]
-    if isinstance(final, BaseException):
-        raise final
-    points.append([round(time.perf_counter() - started, 2), final.total_rows])
+
+    def record(progress: Progress) -> None:
+        points.append([round(time.perf_counter() - started, 2), progress.total_rows])
+
+    final = job.wait_watching(record, every_s)
+    record(final)
     return final, points

@@ -17,7 +17,8 @@ import dataclasses
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -117,6 +118,28 @@ class IngestJob:
             self._done(0.0)
             raise job_failure(exc) from exc
         return self._done(close_timeout_s)
+
+    def wait_watching(self, on_progress: Callable[[Progress], None], poll_s: float = 1.0) -> Progress:
+        """:meth:`wait`, calling ``on_progress`` with what the sinks have written every ``poll_s``
+        seconds while the job runs (a progress display, a benchmark's timeline); the final progress."""
+        outcome: list[Progress | BaseException] = []
+
+        def wait() -> None:
+            try:
+                outcome.append(self.wait())
+            except BaseException as exc:  # re-raised in the caller's thread
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait, name="job-wait", daemon=True)
+        waiter.start()
+        while True:
+            waiter.join(poll_s)
+            if not waiter.is_alive():
+                break
+            on_progress(self.progress())
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def cancel(self) -> None:
         client = self.result.get_job_client()
