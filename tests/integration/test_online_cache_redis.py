@@ -4,13 +4,14 @@ Redis reads (both command paths, cell by cell and column-wise) against the memor
 from __future__ import annotations
 
 import random
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from featurestore.errors import ServiceUnavailableError, StoreError
+from featurestore.errors import NotFoundError, ServiceUnavailableError, StoreError
 from featurestore.schema import Field, TableSchema
 from featurestore.services import ports
 from featurestore.storage.online import OnlineBase, open_online_cache
@@ -110,3 +111,34 @@ def test_an_error_reply_mid_read_leaves_the_pool_usable(services: object) -> Non
                                                                            (9, suite.T0, "present")]
     suite.cleanup()
     cache.close()
+
+
+def test_reads_of_another_db_and_replies_larger_than_one_receive(services: object) -> None:
+    """Reads go over sockets of their own: they select the URI's database, and a reply of many
+    receives (100 keys of 4 KiB values, ~400 KiB) parses whole."""
+    schema = TableSchema(f"t{uuid.uuid4().hex[:6]}", (Field("user_id", ValueType.INT64),),
+                         (Field("blob", ValueType.STRING), Field("n", ValueType.INT64)))
+    db3 = open_online_cache(f"redis://127.0.0.1:{ports.REDIS_PORT}/3?prefix={PREFIX}")
+    db0 = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    try:
+        db3.ensure_table(schema)
+        suite.write(db3, schema, *[suite.v(k, suite.T0, k, blob=f"{k:04d}" * 1024, n=k) for k in range(100)])
+        got = db3.get(schema.name, list(range(100)), now_ms=suite.T0 + 1)
+        assert got.column("blob").to_pylist() == [f"{k:04d}" * 1024 for k in range(100)]
+        assert got.column("n").to_pylist() == list(range(100))
+        with pytest.raises(NotFoundError):  # db 0 holds no such table
+            db0.get(schema.name, [1])
+    finally:
+        db3.drop_table(schema.name)
+        db3.close()
+        db0.close()
+
+
+def test_a_server_that_never_answers_a_read_times_out_as_transient() -> None:
+    """A read that gets no reply fails after timeout_s with ServiceUnavailableError, not a hang."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        cache = RedisCache("127.0.0.1", silent.getsockname()[1], timeout_s=0.3)
+        with pytest.raises(ServiceUnavailableError):
+            cache._read_raw("anything", [b"1"], ["a"])
+        cache.close()
+

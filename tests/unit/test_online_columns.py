@@ -122,6 +122,8 @@ def test_columns_read_as_the_cell_by_cell_rules(rows: list[dict[str, Stored]], a
         assert result(redis_cache.cell_columns(whole, names, True), names, now).equals(want)
         assert result(redis_cache.cell_columns(hmget(rows, names), names, False), names, now).equals(want)
         # the per-cell parse a read of few cells takes, and _read_raw's rows
+        assert result(redis_cache.few_cells(whole, names, True), names, now).equals(want)
+        assert result(redis_cache.few_cells(hmget(rows, names), names, False), names, now).equals(want)
         assert redis_cache._rows(whole, names, True) == [{n: r[n] for n in names if n in r} for r in rows]
         assert redis_cache._rows(hmget(rows, names), names, False) == redis_cache._rows(whole, names, True)
 
@@ -146,7 +148,7 @@ def test_many_keys_one_type_and_every_status() -> None:
 
 def test_empty_reads() -> None:
     for cells in (CellColumns.from_rows([], NAMES), redis_cache.cell_columns([], NAMES, True),
-                  redis_cache.cell_columns([[], []], NAMES, True)):
+                  redis_cache.cell_columns([[], []], NAMES, True), redis_cache.few_cells([[], []], NAMES, True)):
         got = result(cells, NAMES, T0)
         assert got.num_rows == cells.keys and got.schema == reference([{}] * cells.keys, NAMES, T0).schema
     only_missing = result(redis_cache.cell_columns([[None, None]], ("int64_f", "string_f"), False),
@@ -163,6 +165,8 @@ def test_malformed_cells_are_store_errors(cell: bytes) -> None:
     names = ("int64_f", "string_f")
     with pytest.raises(StoreError, match="not '<version_ms>,<seq>"):
         redis_cache._rows(reply, names, True)
+    with pytest.raises(StoreError, match="not '<version_ms>,<seq>"):
+        redis_cache.few_cells(reply, names, True)
     if cell != b"12,x3,v":  # the bulk path parses the times only (the seq is not read)
         with pytest.raises(StoreError, match="not '<version_ms>,<seq>"):
             redis_cache.cell_columns(reply * 100, names, True)
@@ -171,6 +175,7 @@ def test_malformed_cells_are_store_errors(cell: bytes) -> None:
 def test_negative_times_parse_on_both_paths() -> None:
     reply = [[b"int64_f", b"-5,3"]]
     assert redis_cache._rows(reply, ("int64_f",), True) == [{"int64_f": (-5, 3, None)}]
+    assert redis_cache.few_cells(reply, ("int64_f",), True).ts.tolist() == [-5]
     got = result(redis_cache.cell_columns(reply, ("int64_f",), True), ("int64_f",), -5)
     assert got.column("int64_f__ts").to_pylist() == [-5]
 
