@@ -115,9 +115,7 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             if self._store is not None:
                 self._retrying("versioned store", lambda: self._store.put(self.spec.schema.name, batch))
             if self._online is not None:
-                self._retrying("online cache", lambda: self._write_online(batch),
-                               # a cache that restarted empty lost the table's definition too
-                               recovered=lambda: self._online.ensure_table(self.spec.schema))
+                self._retrying("online cache", lambda: self._write_online(batch))
             if self._offline is not None:
                 self._offline.add(batch)
         if self._progress is not None and through is not None:
@@ -130,31 +128,28 @@ class WriteVersions(ScalarFunction):  # type: ignore[misc]
             self._online.write(self.spec.schema.name, batch)
         except NotFoundError:
             # The cache restarted empty (no persistence: it is a cache) and lost the table's
-            # definition with the values; the sink has the definition: restore it and write, rather
-            # than fail the job into a restart for what a cache is allowed to forget.
+            # definition with the values, before this process had read it; the sink has the
+            # definition: restore it and write, rather than fail the job into a restart for what a
+            # cache is allowed to forget. (A restart after this process read it: every write
+            # restores the definition if it is gone, see RedisCache._apply.)
             self._online.ensure_table(self.spec.schema)
             self._online.write(self.spec.schema.name, batch)
 
-    def _retrying(self, store: str, write: Callable[[], object], recovered: Callable[[], object] | None = None) -> None:
+    def _retrying(self, store: str, write: Callable[[], object]) -> None:
         """``write()``, retried with a doubling backoff (0.5 s to 8 s) while the store is unreachable
         (a :class:`TransientError`: a server down or restarting), for up to ``spec.retry_s``; each
         failure is reported to the progress directory (``featurestore ingest status`` shows it).
         Writes are idempotent, so a batch written twice is no duplicate. After ``retry_s`` the
-        error fails the job, which Flink restarts from its last checkpoint. ``recovered`` runs
-        after a write that succeeded after failures."""
+        error fails the job, which Flink restarts from its last checkpoint."""
         delay = 0.5
         deadline = time.monotonic() + self.spec.retry_s
-        failed = False
         while True:
             try:
                 write()
-                if failed and recovered is not None:
-                    recovered()
                 if self._progress is not None and self._progress.error is not None:
                     self._progress.report_error(None)  # recovered
                 return
             except TransientError as exc:
-                failed = True
                 if self._progress is not None:
                     self._progress.report_error(f"{store}: {exc}")
                 if time.monotonic() + delay > deadline:

@@ -10,7 +10,9 @@ as JSON.
 Writes go through a Lua script (:data:`_WRITE_LUA`): per field, the new cell lands only if its
 (version_ms, seq) is greater than the stored one, atomically on the server, so replays and
 out-of-order writes never regress a value, whichever process writes. A batch is reduced to the
-newest cell per (key, feature) and sent as one pipelined ``EVALSHA`` per key.
+newest cell per (key, feature) and sent as one pipelined ``EVALSHA`` per key, with a ``SET NX``
+of the table's definition: a Redis that restarted empty (it is a cache: no persistence needed)
+gets the definition back with the next write, whichever process reads it afterwards.
 
 A read of n keys is one round trip: one ``HGETALL`` per key (``HMGET`` of the requested fields
 when they are fewer than half the table's features: for a small hash Redis finds each ``HMGET``
@@ -410,7 +412,12 @@ class RedisCache(OnlineBase):
             pipe = self._client.pipeline(transaction=False)
             for key, args in per_key.items():
                 self._write_script(keys=[self._key(table, key)], args=args, client=pipe)
-            return sum(int(n) for n in pipe.execute())
+            # a Redis that restarted empty lost the definition with the values: the writes bring
+            # both back (NX: a definition another process extended since is kept)
+            schema = self._schemas.get(table)  # known: OnlineBase.write reads it first
+            if schema is not None:
+                pipe.set(self._schema_key(table), schema_to_json(schema), nx=True)
+            return sum(int(n) for n in pipe.execute()[: len(per_key)])
 
     def _whole(self, table: str, features: Sequence[str]) -> bool:
         """Read whole hashes (HGETALL) rather than the fields (HMGET): for half the features or more."""

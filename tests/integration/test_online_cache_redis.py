@@ -142,3 +142,19 @@ def test_a_server_that_never_answers_a_read_times_out_as_transient() -> None:
             cache._read_raw("anything", [b"1"], ["a"])
         cache.close()
 
+
+def test_a_redis_that_restarted_empty_gets_the_definition_back_with_the_next_write(services: object) -> None:
+    """A writer that read the definition before Redis lost everything (a restart without
+    persistence) restores it with its next write: a new reader finds the table and the value."""
+    writer = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    assert isinstance(writer, RedisCache)
+    s = suite.new_table(writer)
+    suite.write(writer, s, suite.v(1, suite.T0, 1, clicks=1))
+    lost = [*writer._client.scan_iter(match=f"{PREFIX}:{s.name}:*"), writer._schema_key(s.name)]
+    writer._client.delete(*lost)  # what a restart of a Redis without persistence leaves of the table
+    suite.write(writer, s, suite.v(1, suite.T0 + 1, 2, clicks=2))
+    reader = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    assert suite.got(reader.get(s.name, [1], ["clicks"]), "clicks") == [(2, suite.T0 + 1, "present")]
+    suite.cleanup()
+    writer.close()
+    reader.close()
