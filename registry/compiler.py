@@ -235,12 +235,17 @@ def _branch(
 
 
 def _sliding_spec(
-    window_ms: int, features: Sequence[Feature], values: dict[str, ValueType], schema: TableSchema
+    window_ms: int,
+    features: Sequence[Feature],
+    values: dict[str, ValueType],
+    schema: TableSchema,
+    horizon_ms: int | None = None,
 ) -> tuple[str, dict[str, str]] | None:
     """The SlidingWindows call's spec for a window group and each feature's output slot, or None
     when a feature is one the operator does not compute (a column of another type, min/max of a
-    string, more than 8 features of one kind): the group then keeps the OVER form."""
-    parts = [str(int(window_ms))]
+    string, more than 8 features of one kind): the group then keeps the OVER form. ``horizon_ms``
+    (a bounded replay's end): no expiry at or after it is scheduled, no version there emitted."""
+    parts = [str(int(window_ms)) if horizon_ms is None else f"{int(window_ms)}@{int(horizon_ms)}"]
     used = {"l": 0, "d": 0, "s": 0}
     slots: dict[str, str] = {}
     for feature in features:
@@ -305,7 +310,7 @@ def _names(table: str) -> tuple[str, str]:
 def _plain(text: str) -> str:
     """A string literal of validated names and numbers (a PTF's scalar arguments must be literals;
     U&'' escapes, :func:`flink_sql.literal`, would make the plan unreadable)."""
-    if not re.fullmatch(r"[A-Za-z0-9_.,;-]*", text):
+    if not re.fullmatch(r"[A-Za-z0-9_.,;@-]*", text):
         raise ValidationError(f"unexpected characters in a generated argument: {text!r}")
     return f"'{text}'"
 
@@ -350,9 +355,12 @@ def compile_table(
     by_window: dict[int | None, list[Feature]] = {}
     for feature in table.features:
         by_window.setdefault(feature.window_ms, []).append(feature)
+    # a bounded replay's versions end at its end (the write range does too): the operator need not
+    # schedule expiries past it
+    horizon = (replay or history_replay(definitions, table_name)).end_ms if binding == "batch" else None
     sliding: dict[int, tuple[str, dict[str, str]]] = {}
     for w, fs in by_window.items():
-        if w is not None and (operator_call := _sliding_spec(w, fs, values, schema)) is not None:
+        if w is not None and (operator_call := _sliding_spec(w, fs, values, schema, horizon)) is not None:
             sliding[w] = operator_call
     windows = sorted(w for w in by_window if w is not None)
     # Expiry markers (a second read of the source, row time t + W) only for the OVER groups.
@@ -427,7 +435,10 @@ def compile_table(
             if window_ms is None:
                 frame = "UNBOUNDED PRECEDING"
             else:
-                branches.append(_branch(marker_tables[window_ms], keys, values, source, where, marker_ms=window_ms))
+                # as for the operator: no expiry marker at or past a bounded replay's end
+                expiring = where if horizon is None else (
+                    f"({where}) AND CAST({q(source.event_time)} AS BIGINT) + {int(window_ms)} < {int(horizon)}")
+                branches.append(_branch(marker_tables[window_ms], keys, values, source, expiring, marker_ms=window_ms))
                 frame = f"{flink_sql.interval(window_ms - 1)} PRECEDING"
             aggregates = ",\n  ".join(_aggregate(f, schema.feature(f.name).dtype) for f in features)
             rowtime = ROWTIME

@@ -129,6 +129,20 @@ def test_batch_binding_takes_a_replay_range(ctr) -> None:  # type: ignore[no-unt
         assert "'partitions' = '2'" in ddl
 
 
+def test_a_bounded_replay_schedules_no_expiry_past_its_end(ctr) -> None:  # type: ignore[no-untyped-def]
+    """The window operator's spec carries the replay's end (``<window_ms>@<end>``): the versions at
+    or past it are not written, so their expiries are not scheduled. Live and unbounded: none."""
+    bounded = history_replay(ctr, "user_click_features", start_ms=1_000, end_ms=2_000)
+    plans = {
+        "bounded": compile_table(ctr, "user_click_features", "batch", history_root=ROOT, replay=bounded),
+        "whole history": compile_table(ctr, "user_click_features", "batch", history_root=ROOT),
+        "live": compile_table(ctr, "user_click_features", "stream", kafka_bootstrap=KAFKA),
+    }
+    specs = {name: re.findall(r"spec => '([^']*)'", plan.sql_text()) for name, plan in plans.items()}
+    assert specs["bounded"] and all(re.match(r"\d+@2000;", spec) for spec in specs["bounded"])
+    assert all("@" not in spec for name in ("whole history", "live") for spec in specs[name])
+
+
 def test_storage_layout_per_group(ctr) -> None:  # type: ignore[no-untyped-def]
     plan = compile_table(ctr, "item_click_features", "stream", kafka_bootstrap=KAFKA, sink=FileSink("/tmp/o"))
     for group in plan.groups:

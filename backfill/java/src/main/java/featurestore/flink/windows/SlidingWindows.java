@@ -41,6 +41,10 @@ import java.util.Map;
  *
  * <p>How. Each event is kept in a map state under its event time until it leaves the window; a
  * timer at t activates it (adds it to the running aggregates) and a timer at t + W retracts it.
+ * A bounded replay passes its end as the spec's horizon: an expiry at or past it is not scheduled
+ * (its version would be dropped by the write range, and it is computed from a history cut short
+ * there anyway); without it, the replay's final watermark fires every such timer, up to W past
+ * the end, and the job spends its last part computing versions nobody writes.
  * Counts and long sums are exact; double sums are compensated (Neumaier) and reset to 0 when the
  * window has no value left, so rounding never accumulates across empty windows. Late events
  * (behind the watermark) never reach {@code eval}: the framework and the compiled plan's filter
@@ -113,7 +117,10 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
         byte[] before = events.get(t);
         events.put(t, spec.append(before, input));
         time.registerOnTime(t);
-        time.registerOnTime(t + spec.windowMs);
+        if (t + spec.windowMs < spec.horizonMs) {
+            // past the horizon no version is written: the timer would only compute one to drop
+            time.registerOnTime(t + spec.windowMs);
+        }
     }
 
     public void onTimer(
@@ -554,6 +561,9 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
         }
 
         long windowMs;
+        /** No version at or after this time is written (a bounded replay's end): the events'
+         * expiries there are not scheduled. Long.MAX_VALUE: unbounded. */
+        long horizonMs = Long.MAX_VALUE;
         String[] columns; // input column names the features read
         char[] kinds;
         Feature[] features;
@@ -561,7 +571,11 @@ public class SlidingWindows extends ProcessTableFunction<Row> {
         static Spec parse(String text) {
             String[] parts = text.split(";");
             Spec spec = new Spec();
-            spec.windowMs = Long.parseLong(parts[0]);
+            String[] head = parts[0].split("@", 2); // "<window_ms>" or "<window_ms>@<horizon_ms>"
+            spec.windowMs = Long.parseLong(head[0]);
+            if (head.length == 2) {
+                spec.horizonMs = Long.parseLong(head[1]);
+            }
             spec.features = new Feature[parts.length - 1];
             java.util.List<String> columns = new java.util.ArrayList<>();
             java.util.List<Character> kinds = new java.util.ArrayList<>();
