@@ -26,11 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+import numpy as np
+
 from featurestore.errors import NotFoundError, ServiceUnavailableError
 from featurestore.keys import encode_key
 from featurestore.schema import TableSchema
 from featurestore.storage.batches import normalize_keys, query_times, status_column, ts_column
-from featurestore.storage.online import EXPIRED, MISSING, PRESENT, OnlineBase
+from featurestore.storage.online import EXPIRED, MISSING, PRESENT, CellColumns, OnlineBase, Stored, value_lists
 from featurestore.time_semantics import to_millis
 from featurestore.types import decode_value
 from sdk.features import EntitiesInput, FeatureFrame, FeatureRequest, FeaturesInput, TablePart, entity_columns, resolve
@@ -365,9 +367,11 @@ class OnlineReader:
     ) -> tuple[list[Any], list[Any], list[Any]]:
         """Per key: values, version times and statuses of every feature, from the online cache.
 
-        An :class:`OnlineBase` is read through its raw cell reads (no Arrow round trip: this is
-        the hot path); any other OnlineCache through its public ``get``. TTL is applied later,
-        at assembly, so a cached cell can expire while it sits in the in-process cache.
+        An :class:`OnlineBase` is read through its raw cell reads: a key or two cell by cell in
+        Python, more column-wise (:func:`_rows_of`: decoded by type in one call each, ~6x faster
+        at 100 keys x 50 features); any other OnlineCache through its public ``get``. TTL is
+        applied later, at assembly, so a cached cell can expire while it sits in the in-process
+        cache.
         """
         features = schema.feature_names
         cache = self._stores.online_cache
@@ -377,15 +381,9 @@ class OnlineReader:
                     list(zip(*(got[ts_column(f)] for f in features), strict=True)),
                     list(zip(*(got[status_column(f)] for f in features), strict=True)))
         cache.schema(physical)  # NotFoundError when the cache has never seen the table
-        decoders = _decoders(schema)
-        values, times, statuses = [], [], []
-        for row in cache._read_raw(physical, encoded, features):
-            cells = [row.get(name) for name in features]
-            pairs = zip(cells, decoders, strict=True)
-            values.append([None if c is None or c[2] is None else d(c[2]) for c, d in pairs])
-            times.append([None if c is None else c[0] for c in cells])
-            statuses.append([MISSING if c is None else PRESENT for c in cells])
-        return values, times, statuses
+        if len(encoded) > _CELL_BY_CELL_KEYS:
+            return _rows_of(schema, cache._read_cells(physical, encoded, features))
+        return _rows_cell_by_cell(schema, cache._read_raw(physical, encoded, features))
 
     def _fill_from_store(
         self,
@@ -474,6 +472,39 @@ def _indexes(names: tuple[str, ...], features: tuple[str, ...]) -> tuple[int, ..
 @functools.lru_cache(maxsize=1024)
 def _decoders(schema: TableSchema) -> tuple[Callable[[bytes], Any], ...]:
     return tuple(functools.partial(decode_value, f.dtype) for f in schema.features)
+
+
+_Columns: TypeAlias = tuple[list[Any], list[Any], list[Any]]  # per key: values, times, statuses
+
+# Up to this many keys a read from the online cache is decoded cell by cell: below it numpy's and
+# Arrow's cost per call outweighs their gain per cell.
+_CELL_BY_CELL_KEYS = 2
+
+
+def _rows_of(schema: TableSchema, cells: CellColumns) -> _Columns:
+    """Per key: values, version times and statuses of every feature, from a column-wise read."""
+    features = schema.feature_names
+    shape = (len(features), cells.keys)
+    columns = value_lists(schema, features, cells, cells.has_value)
+    found = cells.found.reshape(shape)
+    times = cells.ts.reshape(shape).astype(object)
+    times[~found] = None
+    statuses = np.where(found, PRESENT, MISSING).T.tolist()
+    return list(zip(*columns, strict=True)), times.T.tolist(), statuses
+
+
+def _rows_cell_by_cell(schema: TableSchema, raw: Sequence[Mapping[str, Stored]]) -> _Columns:
+    """:func:`_rows_of` from a read's cells as a backend stores them, one dict per key."""
+    features = schema.feature_names
+    decoders = _decoders(schema)
+    values, times, statuses = [], [], []
+    for row in raw:
+        cells = [row.get(name) for name in features]
+        pairs = zip(cells, decoders, strict=True)
+        values.append([None if c is None or c[2] is None else d(c[2]) for c, d in pairs])
+        times.append([None if c is None else c[0] for c in cells])
+        statuses.append([MISSING if c is None else PRESENT for c in cells])
+    return values, times, statuses
 
 
 def _nothing(n: int, width: int) -> tuple[list[Any], list[Any], list[Any]]:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from featurestore.errors import StoreError
 from featurestore.schema import Field, TableSchema
-from featurestore.storage import redis_cache
+from featurestore.storage import online, redis_cache
 from featurestore.storage.batches import Cell, build_result
 from featurestore.storage.memory_cache import MemoryCache
 from featurestore.storage.online import (
@@ -30,7 +30,7 @@ from featurestore.storage.online import (
     cells_to_result,
 )
 from featurestore.types import ValueType as V
-from featurestore.types import encode_value
+from featurestore.types import arrow_type, encode_value
 
 T0 = 1_700_000_000_000
 SCHEMA = TableSchema(
@@ -220,3 +220,16 @@ def test_bulk_decoders_match_decode_value(dtype: V, data: st.DataObject) -> None
     assert got.column("x").to_pylist() == pa.array(values, got.schema.field("x").type).to_pylist()
     assert np.array_equal(np.asarray(got.column("x__status").to_pylist()) == MISSING,
                           np.array([v is None and i % 2 == 1 for i, v in enumerate(values)], bool))
+
+
+@pytest.mark.parametrize("dtype", list(V))
+def test_python_values_are_to_pylist(dtype: V) -> None:
+    """The fast Arrow-to-Python conversion of the SDK's many-key reads gives what to_pylist gives,
+    nulls as None and a NaN as a NaN, for every value type."""
+    samples = {V.INT64: [0, -(2**63), 2**63 - 1], V.DOUBLE: [1.5, float("nan"), -0.0, float("inf")],
+               V.STRING: ["", "a,b", "é"], V.BOOL: [True, False], V.BYTES: [b"", b"\x00,"],
+               V.FLOAT_LIST: [[], [1.5, 2.0]], V.STRING_LIST: [["a"], []]}[dtype]
+    for values in (samples, [None, *samples, None], [None, None], []):
+        array = pa.array(values, arrow_type(dtype))
+        got, want = online.python_values(array), array.to_pylist()
+        assert repr(got) == repr(want) and [type(v) for v in got] == [type(v) for v in want]

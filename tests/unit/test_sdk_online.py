@@ -12,12 +12,16 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from featurestore.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from featurestore.schema import TableSchema
-from featurestore.storage.online import OnlineBase
+from featurestore.storage import redis_cache
+from featurestore.storage.online import CellColumns, OnlineBase, Stored
 from sdk import FeatureStore
-from sdk.online import ServingOptions
+from sdk.online import ServingOptions, _rows_cell_by_cell, _rows_of
+from tests.unit import test_online_columns as online_columns
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 USERS = "user_click_features"
@@ -274,3 +278,18 @@ def test_an_unknown_export_engine_is_a_validation_error(fs: FeatureStore, tmp_pa
         fs.offline.export(samples, [f"{USERS}:user_clicks_1d"], output=tmp_path / "out.parquet", engine="spark")
     assert "duckdb or flink" in str(info.value)
     assert not (tmp_path / "out.parquet").exists()
+
+
+@settings(max_examples=100, deadline=None)
+@given(online_columns.stored_rows(max_keys=8), st.randoms(use_true_random=False))
+def test_a_many_key_read_decodes_column_wise_as_cell_by_cell(rows: list[dict[str, Stored]], rng: Any) -> None:
+    """The SDK's read of many keys (decoded by type, column-wise) and of a key or two (cell by
+    cell, ``types.decode_value``) give the same values, times and statuses, for every value type,
+    explicit nulls and cells never written; from either kind of Redis reply too."""
+    schema, names = online_columns.SCHEMA, online_columns.NAMES
+    want = _rows_cell_by_cell(schema, rows)
+    replies = online_columns.hgetall(rows, rng, extra=True)
+    for cells in (CellColumns.from_rows(rows, names), redis_cache.cell_columns(replies, names, True),
+                  redis_cache.few_cells(replies, names, True)):
+        values, times, statuses = _rows_of(schema, cells)
+        assert ([list(v) for v in values], times, statuses) == want
