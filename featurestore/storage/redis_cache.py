@@ -304,15 +304,28 @@ class _ReadSockets:
 
     def request(self, request: bytes, replies: int) -> list[Any]:
         """The ``replies`` replies to ``request`` (that many RESP commands); a Redis error reply
-        raises ``hiredis.ReplyError`` once every reply is read."""
+        raises ``hiredis.ReplyError`` once every reply is read. A pooled socket the server has
+        closed since (a restart, a client kill, an idle timeout) is replaced and the request sent
+        again, once: reads change nothing."""
         with self._lock:
             if self._pid != os.getpid():  # a forked child must not share its parent's sockets
                 self._idle, self._pid = [], os.getpid()
             opened = self._idle.pop() if self._idle else None
+        pooled = opened is not None
         if opened is None:
             opened = self._connect()
         try:
             out = self._exchange(opened, request, replies)
+        except ConnectionError:
+            opened[0].close()
+            if not pooled:
+                raise
+            opened = self._connect()
+            try:
+                out = self._exchange(opened, request, replies)
+            except BaseException:
+                opened[0].close()
+                raise
         except BaseException:
             opened[0].close()
             raise

@@ -158,3 +158,19 @@ def test_a_redis_that_restarted_empty_gets_the_definition_back_with_the_next_wri
     suite.cleanup()
     writer.close()
     reader.close()
+
+
+def test_a_read_after_the_server_dropped_the_pooled_sockets_succeeds(services: object) -> None:
+    """Pooled read sockets the server closed since (here CLIENT KILL; a restart or an idle timeout
+    alike) are replaced on the next read, not reported as Redis being down."""
+    cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    assert isinstance(cache, RedisCache)
+    s = suite.new_table(cache)
+    suite.write(cache, s, *[suite.v(k, suite.T0, k, clicks=k) for k in range(3)])
+    assert suite.got(cache.get(s.name, [1], ["clicks"]), "clicks") == [(1, suite.T0, "present")]
+    (sock, _), = cache._reads._idle  # the one pooled read socket
+    host, port = sock.getsockname()[:2]
+    assert cache._client.client_kill(f"{host}:{port}")
+    assert suite.got(cache.get(s.name, [2], ["clicks"]), "clicks") == [(2, suite.T0, "present")]
+    suite.cleanup()
+    cache.close()
