@@ -37,6 +37,8 @@ class Target:
 TARGETS = (
     Target("compile", "apply_500_tables_s", "apply, 500 feature tables", 2.0, "lower", "s"),
     Target("pit_export", "ratio_vs_duckdb_asof", "point-in-time export vs raw DuckDB ASOF", 1.5, "lower", "x"),
+    Target("pit_export_scale", "peak_rss_mb", "point-in-time export, 10M samples x 100M versions, peak RSS", 8192,
+           "lower", "MB"),
     Target("online", "redis_1key_p99_ms", "Redis latest, 1 key x 50 features, p99", 1.0, "lower", "ms"),
     Target("online", "redis_100key_p99_ms", "Redis latest, 100 keys, p99", 3.0, "lower", "ms"),
     Target("online", "hbase_asof_p99_ms", "HBase as-of, 1 key, p99", 10.0, "lower", "ms"),
@@ -46,6 +48,8 @@ TARGETS = (
     Target("serving", "http_process_1x50_p99_ms", "HTTP (`featurestore serve`), 1 key x 50 features, p99", 2.0,
            "lower", "ms"),
     Target("serving", "local_cache_100x50_p99_ms", "SDK in-process, 100 keys x 50 features, p99", 3.0, "lower", "ms"),
+    Target("serving", "redis_1x50_p99_ms", "SDK through Redis (no in-process cache), 1 key x 50, p99", 1.0,
+           "lower", "ms"),
     Target("serving", "redis_100x50_p99_ms", "SDK through Redis (no in-process cache), 100 keys x 50, p99", 3.0,
            "lower", "ms"),
     Target("preload", "speedup_with_latency", "preloading speed-up, 20 ms per read", 5.0, "higher", "x"),
