@@ -63,7 +63,8 @@ class _Row:
 
     @classmethod
     def of(cls, values: Sequence[Any], ts: Sequence[int | None], status: Sequence[str]) -> _Row:
-        return cls(values, ts, status, min(filter(None, ts), default=None), _UNRESOLVED in status)
+        oldest = min((t for t in ts if t is not None), default=None)  # 0 is a time (1970), not a gap
+        return cls(values, ts, status, oldest, _UNRESOLVED in status)
 
 
 @dataclass(frozen=True)

@@ -293,3 +293,15 @@ def test_a_many_key_read_decodes_column_wise_as_cell_by_cell(rows: list[dict[str
                   redis_cache.few_cells(replies, names, True)):
         values, times, statuses = _rows_of(schema, cells)
         assert ([list(v) for v in values], times, statuses) == want
+
+
+def test_a_version_at_epoch_zero_expires_like_any_other(fs: FeatureStore) -> None:
+    """A cell whose version time is 0 (1970-01-01T00:00Z) is a time like any other: 30 days past
+    it the feature has expired, even when the key's other feature is fresh."""
+    schema = fs.registry.definitions().table_schema(USERS)
+    for row in ({"user_id": "u5", "version_ms": 0, "seq": 5, "user_clicks_1d": 7},
+                {"user_id": "u5", "version_ms": NOW - 1000, "seq": 6, "user_clicks_30d": 8}):
+        fs.stores.online_cache.write(USERS, versions(schema, [row]))
+    got = fs.online.get([C1D, C30D], ["u5"], now_ms=NOW)
+    assert cells(got, "user_clicks_1d") == [(None, None, "expired")]
+    assert cells(got, "user_clicks_30d") == [(8, NOW - 1000, "present")]
