@@ -260,12 +260,12 @@ def _layout(schema: TableSchema, features: tuple[str, ...]) -> _Layout:
     return layout
 
 
-def _typed(schema: TableSchema, features: Sequence[str], cells: CellColumns, shown: Bools) -> list[pa.Array]:
-    """Per value type of ``features`` (``_layout``'s groups), its features' values feature-major,
+def _typed(layout: _Layout, cells: CellColumns, shown: Bools) -> list[pa.Array]:
+    """Per value type of the layout's features (its groups), their values feature-major,
     decoded in one call: null where ``shown`` (one per cell) is false."""
     n = cells.keys
     typed = []
-    groups = _layout(schema, tuple(features)).groups
+    groups = layout.groups
     for decode, js in groups:
         if len(groups) == 1:
             typed.append(decode(cells.data, cells.start, cells.length, shown))
@@ -279,15 +279,17 @@ def value_columns(schema: TableSchema, features: Sequence[str], cells: CellColum
     """Each feature's values (``features`` order, one per key), decoded by type in one call per
     type: null where ``shown`` (one per cell) is false. Every column is a slice of its type's array."""
     n = cells.keys
-    typed = _typed(schema, features, cells, shown)
-    return [typed[group].slice(rank * n, n) for group, rank in _layout(schema, tuple(features)).column]
+    layout = _layout(schema, tuple(features))
+    typed = _typed(layout, cells, shown)
+    return [typed[group].slice(rank * n, n) for group, rank in layout.column]
 
 
 def value_lists(schema: TableSchema, features: Sequence[str], cells: CellColumns, shown: Bools) -> list[list[Any]]:
     """:func:`value_columns` as Python values (None for null), each type's made in one call."""
     n = cells.keys
-    typed = [python_values(array) for array in _typed(schema, features, cells, shown)]
-    return [typed[group][rank * n : (rank + 1) * n] for group, rank in _layout(schema, tuple(features)).column]
+    layout = _layout(schema, tuple(features))
+    typed = [python_values(array) for array in _typed(layout, cells, shown)]
+    return [typed[group][rank * n : (rank + 1) * n] for group, rank in layout.column]
 
 
 def python_values(array: pa.Array) -> list[Any]:

@@ -152,16 +152,11 @@ def few_cells(replies: Sequence[Any], features: Sequence[str], whole: bool) -> C
     for c, cell in enumerate(stored):
         if cell is None:
             continue
-        parts = cell.split(b",", 2)
-        try:
-            ts[c] = int(parts[0])
-            int(parts[1])
-        except (ValueError, IndexError):
-            raise _malformed() from None
-        if len(parts) == 3:
+        ts[c], _, value = _parse(cell)
+        if value is not None:  # the cell's last bytes
             has_value[c] = True
-            start[c] = at + len(parts[0]) + len(parts[1]) + 2
-            length[c] = len(parts[2])
+            start[c] = at + len(cell) - len(value)
+            length[c] = len(value)
         at += len(cell)
     data = np.frombuffer(b"".join([cell for cell in stored if cell is not None]), np.uint8)
     return CellColumns(n, np.array(found, np.bool_), np.array(ts, np.int64), np.array(has_value, np.bool_),
