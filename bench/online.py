@@ -6,7 +6,7 @@ Measures, through the real storage classes (Arrow results included):
 
 * latest, 1 key x 50 features, through Redis (target p99 < 1 ms)
 * latest, 100 keys x 50 features, through Redis (target p99 < 3 ms); and 100 keys x 10 of the
-  50 features (no target: reads of a few features take another command, ``HMGET``)
+  50 features (no target)
 * as-of, 1 key x 50 features, from HBase (target p99 < 10 ms); the embedded store alongside
 * batch put throughput into HBase and the embedded store (target >= 50k cells/s each), with
   version times grouped by window end (10 per batch), as aggregations emit them; HBase is also

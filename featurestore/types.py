@@ -1,7 +1,7 @@
 """Value types and their conversions, in one table.
 
 A feature value has one :class:`ValueType`. Every representation the store uses (Arrow, Avro,
-Flink SQL, the bytes in an HBase cell or a Redis hash field) is derived from the row of that type
+Flink SQL, the bytes in an HBase cell or in a Redis packed row) is derived from the row of that type
 in :data:`_TYPES`, so a new type is added in exactly one place.
 
 Values are encoded one by one (:func:`encode_value`) or a whole Arrow column at a time
@@ -264,7 +264,7 @@ def from_avro(avro: Any) -> ValueType | None:
 
 
 def encode_value(value_type: ValueType, value: Any) -> bytes:
-    """A value as the bytes stored in an HBase cell or a Redis hash field."""
+    """A value as the bytes stored in an HBase cell or a Redis packed row."""
     info = _TYPES[value_type]
     if not isinstance(value, info.python) or (value_type is not ValueType.BOOL and isinstance(value, bool)):
         raise ValidationError(f"value {value!r} is a {type(value).__name__}, not {value_type.value}")

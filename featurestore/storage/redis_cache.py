@@ -1,28 +1,26 @@
 """``redis://host:port/db``: the online cache in Redis.
 
-Layout: one hash per (feature table, entity key), ``<prefix>:<table>:<encoded key>``; one field
-per feature holding ``b"<version_ms>,<seq>,"`` followed by the encoded value
-(``types.encode_value``, possibly empty: an empty string), or just ``b"<version_ms>,<seq>"``
-(no third comma) for an explicit null value. So a read of n features is one ``HMGET`` and a
-write compares and sets in one step. Table definitions live in ``<prefix>:__schema__:<table>``
-as JSON.
+Layout: one string per (feature table, entity key), ``<prefix>:<table>:<encoded key>``, holding
+every feature's latest cell ``(version_ms, seq, encoded value or null)`` packed by
+:mod:`featurestore.storage.redis_packed` (field names, fixed-width records, then the values).
+Table definitions live in ``<prefix>:__schema__:<table>`` as JSON.
 
-Writes go through a Lua script (:data:`_WRITE_LUA`): per field, the new cell lands only if its
+Writes go through that module's Lua script: per field, the new cell lands only if its
 (version_ms, seq) is greater than the stored one, atomically on the server, so replays and
 out-of-order writes never regress a value, whichever process writes. A batch is reduced to the
 newest cell per (key, feature) and sent as one pipelined ``EVALSHA`` per key, with a ``SET NX``
 of the table's definition: a Redis that restarted empty (it is a cache: no persistence needed)
 gets the definition back with the next write, whichever process reads it afterwards.
 
-A read of n keys is one round trip: one ``HGETALL`` per key (``HMGET`` of the requested fields
-when they are fewer than half the table's features: for a small hash Redis finds each ``HMGET``
-field by a scan, so 50 of them cost it 3x an ``HGETALL``), packed into one request on a pooled
+A read of n keys is one round trip: one ``GET`` per key, packed into one request on a pooled
 socket of its own (:class:`_ReadSockets`) and parsed by a hiredis reader as the bytes arrive,
-without redis-py's steps per reply. The replies are decoded column-wise (:func:`cell_columns`):
-Arrow copies the cells into one buffer, numpy finds their commas, one Arrow cast parses the
-version times, and ``online.cells_to_result`` decodes the values by type, with no Python call per
-cell. A read of a key or two (:data:`_PER_CELL_MAX` cells) is parsed cell by cell instead
-(:func:`few_cells`), which is cheaper there.
+without redis-py's steps per reply. The rows are read in place (``redis_packed.cell_columns``:
+numpy views of their records, no Python object per cell), and ``online.cells_to_result``
+decodes the values by type. A read of a key or two is unpacked in Python instead, cheaper there.
+
+The layout before packed rows (a hash per key) is not read: a key holding one fails a read or
+write with WRONGTYPE; drop the table's cache (``drop_table``, or ``FLUSHDB``: it is a cache) and
+let the writers refill it.
 
 Options: ``?prefix=fs`` (key prefix), ``?timeout_s=2``, ``?max_connections=64``.
 Connection failures raise :class:`featurestore.errors.ServiceUnavailableError` (transient).
@@ -31,8 +29,6 @@ Connection failures raise :class:`featurestore.errors.ServiceUnavailableError` (
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import os
 import socket
 import struct
@@ -41,35 +37,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import SplitResult
 
-import numpy as np
-import pyarrow as pa
-
 from featurestore.errors import ConfigError, NotInstalledError, ServiceUnavailableError, StoreError
 from featurestore.schema import TableSchema
+from featurestore.storage import redis_packed
 from featurestore.storage.batches import schema_from_json, schema_to_json
-from featurestore.storage.online import CellColumns, Ints, OnlineBase, Stored, Updates
-
-# ARGV: (field, version_ms, seq, "," .. value or "" for a null) per cell. Returns how many landed.
-_WRITE_LUA = """
-local landed = 0
-for i = 1, #ARGV, 4 do
-  local ts = tonumber(ARGV[i + 1])
-  local seq = tonumber(ARGV[i + 2])
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  local take = true
-  if old then
-    local ots, oseq = string.match(old, '^(%-?%d+),(%-?%d+)')
-    ots = tonumber(ots)
-    oseq = tonumber(oseq)
-    if ts < ots or (ts == ots and seq <= oseq) then take = false end
-  end
-  if take then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ',' .. ARGV[i + 2] .. ARGV[i + 3])
-    landed = landed + 1
-  end
-end
-return landed
-"""
+from featurestore.storage.online import CellColumns, OnlineBase, Stored, Updates
 
 
 def _import_redis() -> Any:
@@ -80,165 +52,14 @@ def _import_redis() -> Any:
     return redis
 
 
-def _parse(data: bytes) -> Stored:
-    parts = data.split(b",", 2)
-    try:
-        return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else None
-    except (ValueError, IndexError):
-        raise _malformed() from None
-
-
 def _bulk(data: bytes) -> bytes:
     """One argument of a Redis command in the wire protocol (RESP2 bulk string)."""
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-@functools.lru_cache(maxsize=256)
-def _hmget_fields(fields: tuple[str, ...]) -> bytes:
-    return b"".join(_bulk(f.encode()) for f in fields)
-
-
-def _malformed() -> StoreError:
-    return StoreError(
-        "the online cache holds a cell that is not '<version_ms>,<seq>[,<value>]'",
-        hint="the hash was not written by this store; delete the key (delete_key) and rewrite it",
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _names(features: tuple[str, ...]) -> dict[bytes, str]:
-    return {name.encode(): name for name in features}
-
-
-@functools.lru_cache(maxsize=256)
-def _positions(features: tuple[str, ...]) -> dict[bytes, int]:
-    return {name.encode(): j for j, name in enumerate(features)}
-
-
-# Up to this many cells (keys x features: a key or two of a wide table) a read is parsed cell by
-# cell in Python: below it numpy's and Arrow's cost per call outweighs their gain per cell.
-_PER_CELL_MAX = 128
-
-
-def _rows(replies: Sequence[Any], features: Sequence[str], whole: bool) -> list[dict[str, Stored]]:
-    """The cells of one reply per key (see :func:`cell_columns`) as ``_read_raw`` returns them."""
-    if whole:
-        asked = _names(tuple(features))
-        return [{asked[f]: _parse(v) for f, v in zip(r[0::2], r[1::2], strict=True) if f in asked} for r in replies]
-    return [{n: _parse(v) for n, v in zip(features, r, strict=True) if v is not None} for r in replies]
-
-
-def few_cells(replies: Sequence[Any], features: Sequence[str], whole: bool) -> CellColumns:
-    """:func:`cell_columns` of a read of a few cells, parsed one by one in Python; the values stay
-    where they are, in one join of the stored cells."""
-    n = len(replies)
-    stored: list[bytes | None] = [None] * (n * len(features))
-    if whole:
-        index = _positions(tuple(features))
-        for i, reply in enumerate(replies):
-            for field, cell in zip(reply[0::2], reply[1::2], strict=True):
-                j = index.get(field)
-                if j is not None:
-                    stored[j * n + i] = cell
-    else:
-        for i, reply in enumerate(replies):
-            stored[i::n] = reply
-    found = [cell is not None for cell in stored]
-    ts = [0] * len(stored)
-    has_value = [False] * len(stored)
-    start = [0] * len(stored)
-    length = [0] * len(stored)
-    at = 0
-    for c, cell in enumerate(stored):
-        if cell is None:
-            continue
-        ts[c], _, value = _parse(cell)
-        if value is not None:  # the cell's last bytes
-            has_value[c] = True
-            start[c] = at + len(cell) - len(value)
-            length[c] = len(value)
-        at += len(cell)
-    data = np.frombuffer(b"".join([cell for cell in stored if cell is not None]), np.uint8)
-    return CellColumns(n, np.array(found, np.bool_), np.array(ts, np.int64), np.array(has_value, np.bool_),
-                       np.array(start, np.int64), np.array(length, np.int64), data)
-
-
-def cell_columns(replies: Sequence[Any], features: Sequence[str], whole: bool) -> CellColumns:
-    """The cells of one reply per key: ``HGETALL`` replies (``whole``: flat field, value lists, in
-    any field order, other fields ignored) or ``HMGET`` replies of ``features`` (a value or None each)."""
-    n, m = len(replies), len(features)
-    if whole:
-        index = _positions(tuple(features))
-        values: list[bytes | None] = []
-        perms: list[Ints] = []
-        last: list[bytes] | None = None
-        perm = np.zeros(0, np.int64)
-        for reply in replies:
-            if not reply:
-                continue
-            fields = reply[0::2]
-            if fields != last:  # keys written by the same batches list their fields in one order
-                perm = np.fromiter((index.get(f, -1) for f in fields), np.int64, len(fields))
-                last = fields
-            perms.append(perm)
-            values += reply[1::2]
-        feature = np.concatenate(perms) if perms else np.zeros(0, np.int64)
-        key = np.repeat(np.arange(n, dtype=np.int64), np.fromiter(map(len, replies), np.int64, n) // 2)
-    else:
-        values = list(itertools.chain.from_iterable(replies))
-        feature = np.tile(np.arange(m, dtype=np.int64), n)
-        key = np.repeat(np.arange(n, dtype=np.int64), m)
-    return _cells(pa.array(values, pa.large_binary()), feature, key, n, m)
-
-
-def _cells(stored: pa.Array, feature: Ints, key: Ints, n: int, m: int) -> CellColumns:
-    """Parse the stored cells ``<version_ms>,<seq>[,<value>]`` (null: no cell) at (``feature``,
-    ``key``) positions (feature -1: not asked for) in bulk, over the one buffer Arrow copied them
-    to: numpy finds the commas, and one Arrow cast parses the times (strings over that buffer)."""
-    offsets = np.frombuffer(stored.buffers()[1], np.int64, len(stored) + 1)
-    blob = stored.buffers()[2] or pa.py_buffer(b"")
-    data = np.frombuffer(blob, np.uint8)
-    wanted = feature >= 0
-    if stored.null_count:
-        wanted &= stored.is_valid().to_numpy(zero_copy_only=False)
-    if wanted.all():  # the usual case: slices, not gathers
-        asked = np.arange(len(stored), dtype=np.int64)
-        starts, ends = offsets[:-1], offsets[1:]
-    else:
-        asked = np.flatnonzero(wanted)
-        starts, ends = offsets[asked], offsets[asked + 1]
-        feature, key = feature[asked], key[asked]
-    commas = np.flatnonzero(data == ord(","))
-    first = np.searchsorted(commas, starts)
-    after = np.append(commas, len(data))  # a comma past the end, for the cells that lack one
-    ts_end = after[first]
-    if np.any(ts_end >= ends):
-        raise _malformed()
-    seq_end = after[np.minimum(first + 1, len(commas))]
-    has_value = seq_end < ends  # no third comma: an explicit null
-    value_start = np.where(has_value, seq_end + 1, ends)
-    # strings [start, ts_end) and [ts_end, next start): the times are the even ones
-    bounds = np.empty(2 * len(asked) + 1, np.int64)
-    bounds[0:-1:2] = starts
-    bounds[1::2] = ts_end
-    bounds[-1] = len(data)
-    try:
-        texts = pa.Array.from_buffers(pa.large_string(), 2 * len(asked), [None, pa.py_buffer(bounds), blob])
-        ts = texts.take(pa.array(np.arange(0, 2 * len(asked), 2))).cast(pa.int64()).to_numpy()
-    except pa.ArrowInvalid:
-        raise _malformed() from None
-    cell = feature * n + key
-    found = np.zeros(n * m, np.bool_)
-    found[cell] = True
-    times = np.zeros(n * m, np.int64)
-    times[cell] = ts
-    valued = np.zeros(n * m, np.bool_)
-    valued[cell] = has_value
-    start = np.zeros(n * m, np.int64)
-    start[cell] = value_start
-    length = np.zeros(n * m, np.int64)
-    length[cell] = ends - value_start
-    return CellColumns(n, found, times, valued, start, length, data)
+# Up to this many keys a read unpacks each row in Python: below it numpy's cost per call outweighs
+# its gain per cell.
+_UNPACKED_MAX_KEYS = 2
 
 
 class _ReadSockets:
@@ -364,7 +185,7 @@ class RedisCache(OnlineBase):
             max_connections=max_connections,
         )
         self._client = redis.Redis(connection_pool=self._pool)
-        self._write_script = self._client.register_script(_WRITE_LUA)
+        self._write_script = self._client.register_script(redis_packed.WRITE_LUA)
         self._reads = _ReadSockets(host, port, db, timeout_s, max_connections)
 
     @classmethod
@@ -395,7 +216,11 @@ class RedisCache(OnlineBase):
                 hint="start it with `featurestore services up`, or check the online_cache URI",
             ) from None
         except (self._redis.RedisError, self._reads.errors) as exc:
-            raise StoreError(f"redis at {self.address} refused the request: {exc}") from None
+            hint = None
+            if "WRONGTYPE" in str(exc):
+                hint = ("a key of the table is not a packed row (an older layout's hash, or another program's): "
+                        "drop the table's cache (drop_table) and let the writers refill it")
+            raise StoreError(f"redis at {self.address} refused the request: {exc}", hint=hint) from None
 
     def _key(self, table: str, key: bytes) -> bytes:
         return f"{self.prefix}:{table}:".encode() + key
@@ -427,32 +252,21 @@ class RedisCache(OnlineBase):
                 pipe.set(self._schema_key(table), schema_to_json(schema), nx=True)
             return sum(int(n) for n in pipe.execute()[: len(per_key)])
 
-    def _whole(self, table: str, features: Sequence[str]) -> bool:
-        """Read whole hashes (HGETALL) rather than the fields (HMGET): for half the features or more."""
-        schema = self._schemas.get(table)
-        return schema is not None and 2 * len(features) >= len(schema.features)
-
-    def _fetch(self, table: str, keys: Sequence[bytes], fields: Sequence[str] | None) -> list[Any]:
-        """One reply per key in one round trip: ``HGETALL`` (``fields`` None) or ``HMGET fields``."""
+    def _fetch(self, table: str, keys: Sequence[bytes]) -> list[Any]:
+        """One reply per key (its packed row, or None) in one round trip."""
         prefix = self._key(table, b"")
-        if fields is None:
-            head, tail = b"*2\r\n$7\r\nHGETALL\r\n", b""
-        else:
-            head, tail = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2), _hmget_fields(tuple(fields))
-        request = b"".join([head + _bulk(prefix + key) + tail for key in keys])
+        request = b"".join([b"*2\r\n$3\r\nGET\r\n" + _bulk(prefix + key) for key in keys])
         with self._errors():
             return self._reads.request(request, len(keys))
 
     def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
-        whole = self._whole(table, features)
-        replies = self._fetch(table, keys, None if whole else features)
-        if len(keys) * len(features) <= _PER_CELL_MAX:
-            return few_cells(replies, features, whole)
-        return cell_columns(replies, features, whole)
+        replies = self._fetch(table, keys)
+        if len(keys) <= _UNPACKED_MAX_KEYS:
+            return CellColumns.from_rows(redis_packed.rows(replies, features), features)
+        return redis_packed.cell_columns(replies, features)
 
     def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
-        whole = self._whole(table, features)
-        return _rows(self._fetch(table, keys, None if whole else features), features, whole)
+        return redis_packed.rows(self._fetch(table, keys), features)
 
     def _delete(self, table: str, key: bytes) -> None:
         with self._errors():

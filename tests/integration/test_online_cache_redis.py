@@ -1,5 +1,6 @@
-"""The OnlineCache contract on Redis (127.0.0.1:6379), with and without the in-process front, and
-Redis reads (both command paths, cell by cell and column-wise) against the memory cache."""
+"""The OnlineCache contract on Redis (127.0.0.1:6379), with and without the in-process front,
+Redis reads (unpacked row by row and column-wise) against the memory cache, and the write
+script's packed rows against ``redis_packed.pack``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from featurestore.errors import NotFoundError, ServiceUnavailableError, StoreError
 from featurestore.schema import Field, TableSchema
 from featurestore.services import ports
-from featurestore.storage.online import OnlineBase, open_online_cache
+from featurestore.storage import redis_packed
+from featurestore.storage.online import OnlineBase, Stored, open_online_cache
 from featurestore.storage.redis_cache import RedisCache
 from featurestore.types import ValueType
 from tests.contract import online_cache_suite as suite
@@ -56,7 +58,7 @@ def test_unreachable_redis_is_a_transient_error() -> None:
 
 def _twin_writes(caches: list[OnlineBase], schema: TableSchema) -> None:
     """The same versions into each cache: keys 0..299, three write groups with their own features
-    (so the hashes list their fields in different orders), explicit nulls, several times."""
+    (so the rows list their fields in different orders), explicit nulls, several times."""
     rng = random.Random(5)
     names = schema.feature_names
     for batch_no in range(3):
@@ -74,8 +76,8 @@ def _value(dtype: ValueType, k: int, rng: random.Random) -> Any:
             ValueType.STRING_LIST: ["a,b"] * (k % 2)}[dtype]
 
 
-@pytest.mark.parametrize("asked", [None, 1, 3, 8])  # all or >= half the features: HGETALL; fewer: HMGET
-def test_reads_match_the_memory_cache_on_both_command_paths(services: object, asked: int | None) -> None:
+@pytest.mark.parametrize("asked", [None, 1, 3, 8])
+def test_reads_match_the_memory_cache(services: object, asked: int | None) -> None:
     """Redis reads (one key: parsed cell by cell; many: column-wise) give what memory:// gives."""
     redis = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
     memory = open_online_cache("memory://")
@@ -97,19 +99,55 @@ def test_reads_match_the_memory_cache_on_both_command_paths(services: object, as
 
 
 def test_an_error_reply_mid_read_leaves_the_pool_usable(services: object) -> None:
-    """A key that is not a hash fails the read (StoreError) after other replies were sent: the
-    connection is dropped, not handed back with unread replies."""
+    """A key holding a hash (the layout before packed rows) fails the read with WRONGTYPE and a hint
+    after other replies were sent: the connection is dropped, not handed back with unread replies.
+    A write to it fails the same way; a string that is not a packed row is a StoreError too."""
     cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
     assert isinstance(cache, RedisCache)
     s = suite.new_table(cache)
     suite.write(cache, s, *[suite.v(k, suite.T0, k, clicks=k) for k in range(200)])
-    cache._client.set(cache._key(s.name, b"7"), b"not a hash")
+    cache._client.delete(cache._key(s.name, b"7"))
+    cache._client.hset(cache._key(s.name, b"7"), "clicks", b"1,1,x")
     for keys in ([7], list(range(200))):
-        with pytest.raises(StoreError, match="WRONGTYPE"):
+        with pytest.raises(StoreError, match="WRONGTYPE") as info:
             cache.get(s.name, keys, ["clicks"])
+        assert "drop_table" in str(info.value)
     assert suite.got(cache.get(s.name, [8, 9], ["clicks"]), "clicks") == [(8, suite.T0, "present"),
                                                                            (9, suite.T0, "present")]
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        suite.write(cache, s, suite.v(7, suite.T0 + 1, 1, clicks=1))
+    cache._client.set(cache._key(s.name, b"7"), b"not a packed row")
+    for keys in ([7], list(range(200))):
+        with pytest.raises(StoreError, match="not a packed row"):
+            cache.get(s.name, keys, ["clicks"])
+    with pytest.raises(StoreError, match="not a packed row of version 1"):
+        suite.write(cache, s, suite.v(7, suite.T0 + 1, 1, clicks=1))
+    assert suite.got(cache.get(s.name, [8], ["clicks"]), "clicks") == [(8, suite.T0, "present")]
     suite.cleanup()
+    cache.close()
+
+
+def test_the_write_script_packs_as_the_reference(services: object) -> None:
+    """The Lua script's rows are byte for byte ``redis_packed.pack`` of the newest cell per field,
+    in the order the fields were first written: newer and older writes, a tie on time decided by
+    seq, an explicit null, an empty value, a field added by a later write, negative and large times."""
+    cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    assert isinstance(cache, RedisCache)
+    big = 2**53 - 1  # Lua numbers are doubles: exact up to here
+    steps: list[tuple[dict[tuple[bytes, str], Stored], dict[str, Stored]]] = [
+        ({(b"k", "b"): (5, 1, b"x"), (b"k", "a"): (-7, 2, None)}, {"b": (5, 1, b"x"), "a": (-7, 2, None)}),
+        ({(b"k", "b"): (5, 1, b"older seq"), (b"k", "a"): (-8, 9, b"older")}, {"b": (5, 1, b"x"), "a": (-7, 2, None)}),
+        ({(b"k", "b"): (5, 2, b""), (b"k", "c"): (big, big, b"\x00,\xff")},
+         {"b": (5, 2, b""), "a": (-7, 2, None), "c": (big, big, b"\x00,\xff")}),
+        ({(b"k", "a"): (0, 0, b"now a value" * 100)},
+         {"b": (5, 2, b""), "a": (0, 0, b"now a value" * 100), "c": (big, big, b"\x00,\xff")}),
+    ]
+    for updates, want in steps:
+        cache._apply("packing", updates)
+        row = cache._client.get(cache._key("packing", b"k"))
+        assert row == redis_packed.pack(want)
+        assert redis_packed.unpack(row) == want
+    cache._client.delete(cache._key("packing", b"k"))
     cache.close()
 
 

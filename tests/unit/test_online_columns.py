@@ -1,8 +1,9 @@
 """The online cache's column-wise reads, against the cell-by-cell statement of the same rules.
 
 ``online.cells_to_result`` (TTL, statuses, decoding by type in bulk) and the Redis reply parser
-(``redis_cache.cell_columns``, no server needed: replies are built here as Redis sends them) must
-give exactly what the per-cell loop with ``batches.build_result`` and ``types.decode_value`` gives.
+(``redis_packed.cell_columns``, no server needed: rows are packed here as the write script packs
+them) must give exactly what the per-cell loop with ``batches.build_result`` and
+``types.decode_value`` gives.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from featurestore.errors import StoreError
 from featurestore.schema import Field, TableSchema
-from featurestore.storage import online, redis_cache
+from featurestore.storage import online, redis_packed
 from featurestore.storage.batches import Cell, build_result
 from featurestore.storage.memory_cache import MemoryCache
 from featurestore.storage.online import (
@@ -86,25 +87,16 @@ def reference(rows: list[dict[str, Stored]], names: tuple[str, ...], now: int) -
     return build_result(SCHEMA, [(i,) for i in range(len(rows))], names, found, statuses)
 
 
-def stored_bytes(cell: Stored) -> bytes:
-    """A hash field as the write script stores it."""
-    ts, seq, value = cell
-    return b"%d,%d" % (ts, seq) + (b"" if value is None else b"," + value)
-
-
-def hgetall(rows: list[dict[str, Stored]], rng: random.Random, extra: bool = False) -> list[list[bytes]]:
-    replies = []
+def packed(rows: list[dict[str, Stored]], rng: random.Random, extra: bool = False) -> list[bytes | None]:
+    """One GET reply per key: its packed row (None for a key with no cell), fields in any order."""
+    replies: list[bytes | None] = []
     for row in rows:
-        pairs = [(name.encode(), stored_bytes(cell)) for name, cell in row.items()]
+        cells = list(row.items())
         if extra:
-            pairs.append((b"dropped_feature", b"5,1,x"))
-        rng.shuffle(pairs)  # a hash lists its fields in the order they were first written
-        replies.append([x for pair in pairs for x in pair])
+            cells.append(("dropped_feature", (5, 1, b"x")))
+        rng.shuffle(cells)  # a row lists its fields in the order they were first written
+        replies.append(redis_packed.pack(dict(cells)) if cells or rng.random() < 0.5 else None)
     return replies
-
-
-def hmget(rows: list[dict[str, Stored]], names: tuple[str, ...]) -> list[list[bytes | None]]:
-    return [[None if row.get(n) is None else stored_bytes(row[n]) for n in names] for row in rows]
 
 
 def result(cells: CellColumns, names: tuple[str, ...], now: int) -> pa.Table:
@@ -118,14 +110,10 @@ def test_columns_read_as_the_cell_by_cell_rules(rows: list[dict[str, Stored]], a
     for names in (NAMES, tuple(rng.sample(NAMES, rng.randint(1, len(NAMES))))):
         want = reference(rows, names, now)
         assert result(CellColumns.from_rows(rows, names), names, now).equals(want)
-        whole = hgetall(rows, rng, extra=rng.random() < 0.5)
-        assert result(redis_cache.cell_columns(whole, names, True), names, now).equals(want)
-        assert result(redis_cache.cell_columns(hmget(rows, names), names, False), names, now).equals(want)
-        # the per-cell parse a read of few cells takes, and _read_raw's rows
-        assert result(redis_cache.few_cells(whole, names, True), names, now).equals(want)
-        assert result(redis_cache.few_cells(hmget(rows, names), names, False), names, now).equals(want)
-        assert redis_cache._rows(whole, names, True) == [{n: r[n] for n in names if n in r} for r in rows]
-        assert redis_cache._rows(hmget(rows, names), names, False) == redis_cache._rows(whole, names, True)
+        replies = packed(rows, rng, extra=rng.random() < 0.5)
+        assert result(redis_packed.cell_columns(replies, names), names, now).equals(want)
+        # the per-row unpacking a read of few keys takes, and _read_raw's rows
+        assert redis_packed.rows(replies, names) == [{n: r[n] for n in names if n in r} for r in rows]
 
 
 def test_many_keys_one_type_and_every_status() -> None:
@@ -139,7 +127,7 @@ def test_many_keys_one_type_and_every_status() -> None:
     ]
     names = schema.feature_names
     got = cells_to_result(schema, [(k,) for k in range(300)], names,
-                          redis_cache.cell_columns(hgetall(rows, random.Random(1)), names, True), T0 + 150)
+                          redis_packed.cell_columns(packed(rows, random.Random(1)), names), T0 + 150)
     f3 = list(zip(*(got.column(c).to_pylist() for c in ("f3", "f3__ts", "f3__status")), strict=True))
     assert f3[0] == (None, None, EXPIRED) and f3[1] == (1 * 0.5 + 3, T0 + 100, PRESENT)
     assert f3[2] == (None, None, MISSING) and f3[4] == (None, T0 + 100, PRESENT)  # (4 + 3) % 7: explicit null
@@ -147,37 +135,47 @@ def test_many_keys_one_type_and_every_status() -> None:
 
 
 def test_empty_reads() -> None:
-    for cells in (CellColumns.from_rows([], NAMES), redis_cache.cell_columns([], NAMES, True),
-                  redis_cache.cell_columns([[], []], NAMES, True), redis_cache.few_cells([[], []], NAMES, True)):
+    for cells in (CellColumns.from_rows([], NAMES), redis_packed.cell_columns([], NAMES),
+                  redis_packed.cell_columns([None, None], NAMES), redis_packed.cell_columns([redis_packed.pack({})], NAMES)):
         got = result(cells, NAMES, T0)
         assert got.num_rows == cells.keys and got.schema == reference([{}] * cells.keys, NAMES, T0).schema
-    only_missing = result(redis_cache.cell_columns([[None, None]], ("int64_f", "string_f"), False),
+    only_missing = result(redis_packed.cell_columns([redis_packed.pack({"n2": (T0, 1, None)})], ("int64_f", "string_f")),
                           ("int64_f", "string_f"), T0)
     assert only_missing.to_pylist() == [{"user_id": 0, "int64_f": None, "int64_f__ts": None,
                                          "int64_f__status": MISSING, "string_f": None, "string_f__ts": None,
                                          "string_f__status": MISSING}]
 
 
-@pytest.mark.parametrize("cell", [b"", b"x", b"17", b",1,x", b"1x,2,v", b"12,x3,v"])
-def test_malformed_cells_are_store_errors(cell: bytes) -> None:
-    """A hash field the write script did not write: a StoreError on both parse paths, not a crash."""
-    reply = [[b"int64_f", b"1,1," + encode_value(V.INT64, 1), b"string_f", cell]]
+def _corrupt() -> list[bytes]:
+    """Rows the write script did not write: cut short, grown, another version, bad lengths, bad names."""
+    good = redis_packed.pack({"int64_f": (1, 1, encode_value(V.INT64, 1)), "string_f": (2, 2, b"abc")})
+    head = 7 + len(b"int64_f\0string_f\0")
+    second_length = head + 20 + 16  # the second record's length field
+    return [
+        b"", b"x", b"\x01\x02", good[:-1], good + b"z", b"\x02" + good[1:], good[: head - 1] + b"!" + good[head:],
+        good[:second_length] + (-2).to_bytes(4, "little", signed=True) + good[second_length + 4 :],
+        good[:second_length] + (9).to_bytes(4, "little") + good[second_length + 4 :],
+        good[:7] + b"\xff\xfe\0string_f\0" + good[head:],
+        b"\x01\x03" + good[2:],  # three fields counted, two named
+    ]
+
+
+@pytest.mark.parametrize("row", _corrupt())
+def test_rows_no_writer_wrote_are_store_errors(row: bytes) -> None:
+    """A corrupt row: a StoreError on both read paths, never a crash or a wrong value."""
     names = ("int64_f", "string_f")
-    with pytest.raises(StoreError, match="not '<version_ms>,<seq>"):
-        redis_cache._rows(reply, names, True)
-    with pytest.raises(StoreError, match="not '<version_ms>,<seq>"):
-        redis_cache.few_cells(reply, names, True)
-    if cell != b"12,x3,v":  # the bulk path parses the times only (the seq is not read)
-        with pytest.raises(StoreError, match="not '<version_ms>,<seq>"):
-            redis_cache.cell_columns(reply * 100, names, True)
+    with pytest.raises(StoreError, match="not a packed row"):
+        redis_packed.rows([row], names)
+    with pytest.raises(StoreError, match="not a packed row"):
+        redis_packed.cell_columns([redis_packed.pack({"n2": (1, 1, None)}), row] * 50, names)
 
 
-def test_negative_times_parse_on_both_paths() -> None:
-    reply = [[b"int64_f", b"-5,3"]]
-    assert redis_cache._rows(reply, ("int64_f",), True) == [{"int64_f": (-5, 3, None)}]
-    assert redis_cache.few_cells(reply, ("int64_f",), True).ts.tolist() == [-5]
-    got = result(redis_cache.cell_columns(reply, ("int64_f",), True), ("int64_f",), -5)
+def test_negative_times_and_explicit_nulls() -> None:
+    row = redis_packed.pack({"int64_f": (-5, 3, None)})
+    assert redis_packed.rows([row], ("int64_f",)) == [{"int64_f": (-5, 3, None)}]
+    got = result(redis_packed.cell_columns([row], ("int64_f",)), ("int64_f",), -5)
     assert got.column("int64_f__ts").to_pylist() == [-5]
+    assert got.column("int64_f").to_pylist() == [None] and got.column("int64_f__status").to_pylist() == [PRESENT]
 
 
 @pytest.mark.parametrize(("dtype", "value", "what"), [

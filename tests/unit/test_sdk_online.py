@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from featurestore.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from featurestore.schema import TableSchema
-from featurestore.storage import redis_cache
+from featurestore.storage import redis_packed
 from featurestore.storage.online import CellColumns, OnlineBase, Stored
 from sdk import FeatureStore
 from sdk.online import ServingOptions, _rows_cell_by_cell, _rows_of
@@ -285,12 +285,12 @@ def test_an_unknown_export_engine_is_a_validation_error(fs: FeatureStore, tmp_pa
 def test_a_many_key_read_decodes_column_wise_as_cell_by_cell(rows: list[dict[str, Stored]], rng: Any) -> None:
     """The SDK's read of many keys (decoded by type, column-wise) and of a key or two (cell by
     cell, ``types.decode_value``) give the same values, times and statuses, for every value type,
-    explicit nulls and cells never written; from either kind of Redis reply too."""
+    explicit nulls and cells never written; from Redis's packed rows too."""
     schema, names = online_columns.SCHEMA, online_columns.NAMES
     want = _rows_cell_by_cell(schema, rows)
-    replies = online_columns.hgetall(rows, rng, extra=True)
-    for cells in (CellColumns.from_rows(rows, names), redis_cache.cell_columns(replies, names, True),
-                  redis_cache.few_cells(replies, names, True)):
+    replies = online_columns.packed(rows, rng, extra=True)
+    for cells in (CellColumns.from_rows(rows, names), redis_packed.cell_columns(replies, names),
+                  CellColumns.from_rows(redis_packed.rows(replies, names), names)):
         values, times, statuses = _rows_of(schema, cells)
         assert ([list(v) for v in values], times, statuses) == want
 
