@@ -28,6 +28,7 @@ existed, and versions tables given without it).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -88,12 +89,13 @@ class TableSchema:
                 raise ValidationError(f"feature table {self.name!r} has two columns named {column.name!r}")
             seen.add(column.name)
 
-    @property
+    @functools.cached_property
     def key_names(self) -> tuple[str, ...]:
         return tuple(k.name for k in self.keys)
 
-    @property
+    @functools.cached_property
     def feature_names(self) -> tuple[str, ...]:
+        # one tuple per schema: reads look their layouts up by it (its hash is computed once)
         return tuple(f.name for f in self.features)
 
     def feature(self, name: str) -> Field:

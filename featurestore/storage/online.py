@@ -159,7 +159,7 @@ def _fixed_width(dtype: str, arrow: pa.DataType, what: str) -> Decoder:
             raise _bad_cell(what)
         # every offset of data as the start of a value (a view of overlapping, unaligned values):
         # one gather of the starts, half the time of gathering each value's bytes
-        at_every_byte = np.ndarray((max(len(data) - width + 1, 0),), dtype, data, strides=(1,))
+        at_every_byte: npt.NDArray[Any] = np.ndarray((max(len(data) - width + 1, 0),), dtype, data, strides=(1,))
         numbers = at_every_byte[first].astype(native)
         if every:
             return pa.array(numbers, arrow)

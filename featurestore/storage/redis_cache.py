@@ -1,6 +1,6 @@
 """``redis://host:port/db``: the online cache in Redis.
 
-Layout: one string per (feature table, entity key), ``<prefix>:<table>:<encoded key>``, holding
+Layout: one string per (feature table, entity key), ``<prefix>:<table>#<encoded key>``, holding
 every feature's latest cell ``(version_ms, seq, encoded value or null)`` packed by
 :mod:`featurestore.storage.redis_packed` (field names, fixed-width records, then the values).
 Table definitions live in ``<prefix>:__schema__:<table>`` as JSON.
@@ -12,15 +12,16 @@ newest cell per (key, feature) and sent as one pipelined ``EVALSHA`` per key, wi
 of the table's definition: a Redis that restarted empty (it is a cache: no persistence needed)
 gets the definition back with the next write, whichever process reads it afterwards.
 
-A read of n keys is one round trip: one ``GET`` per key, packed into one request on a pooled
+A read of n keys is one round trip: one ``MGET`` of their rows, sent on a pooled
 socket of its own (:class:`_ReadSockets`) and parsed by a hiredis reader as the bytes arrive,
 without redis-py's steps per reply. The rows are read in place (``redis_packed.cell_columns``:
 numpy views of their records, no Python object per cell), and ``online.cells_to_result``
 decodes the values by type. A read of a key or two is unpacked in Python instead, cheaper there.
 
-The layout before packed rows (a hash per key) is not read: a key holding one fails a read or
-write with WRONGTYPE; drop the table's cache (``drop_table``, or ``FLUSHDB``: it is a cache) and
-let the writers refill it.
+The layout before packed rows (a hash per key at ``<prefix>:<table>:<encoded key>``) is not read:
+after an upgrade the cache fills again from the writers, as after a restart of Redis, and
+``drop_table`` removes the old keys too. A value of another type at a row's key (another
+program's) reads as no row (``MGET`` skips it) and fails writes with WRONGTYPE.
 
 Options: ``?prefix=fs`` (key prefix), ``?timeout_s=2``, ``?max_connections=64``.
 Connection failures raise :class:`featurestore.errors.ServiceUnavailableError` (transient).
@@ -29,6 +30,7 @@ Connection failures raise :class:`featurestore.errors.ServiceUnavailableError` (
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import socket
 import struct
@@ -218,12 +220,14 @@ class RedisCache(OnlineBase):
         except (self._redis.RedisError, self._reads.errors) as exc:
             hint = None
             if "WRONGTYPE" in str(exc):
-                hint = ("a key of the table is not a packed row (an older layout's hash, or another program's): "
-                        "drop the table's cache (drop_table) and let the writers refill it")
+                hint = ("a key of the table holds another type than a packed row (another program's): "
+                        "delete it, or drop the table's cache (drop_table) and let the writers refill it")
             raise StoreError(f"redis at {self.address} refused the request: {exc}", hint=hint) from None
 
     def _key(self, table: str, key: bytes) -> bytes:
-        return f"{self.prefix}:{table}:".encode() + key
+        """A key's packed row: ``<prefix>:<table>#<encoded key>`` (``#`` is in no table name, so no
+        key of the hash layout before, ``<prefix>:<table>:<key>``, is ever read as one)."""
+        return f"{self.prefix}:{table}#".encode() + key
 
     def _schema_key(self, table: str) -> str:
         return f"{self.prefix}:__schema__:{table}"
@@ -253,11 +257,15 @@ class RedisCache(OnlineBase):
             return sum(int(n) for n in pipe.execute()[: len(per_key)])
 
     def _fetch(self, table: str, keys: Sequence[bytes]) -> list[Any]:
-        """One reply per key (its packed row, or None) in one round trip."""
+        """One reply per key (its packed row, or None) in one round trip: one ``MGET`` (a hundred
+        ``GET``s cost Redis and the client a command and a reply each)."""
         prefix = self._key(table, b"")
-        request = b"".join([b"*2\r\n$3\r\nGET\r\n" + _bulk(prefix + key) for key in keys])
+        size = len(prefix)
+        request = b"".join([b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1),
+                            *[b"$%d\r\n%s%s\r\n" % (size + len(key), prefix, key) for key in keys]])
         with self._errors():
-            return self._reads.request(request, len(keys))
+            (rows,) = self._reads.request(request, 1)
+        return rows  # type: ignore[no-any-return]
 
     def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
         replies = self._fetch(table, keys)
@@ -275,7 +283,9 @@ class RedisCache(OnlineBase):
     def _drop(self, table: str) -> None:
         with self._errors():
             batch: list[bytes] = []
-            for name in self._client.scan_iter(match=f"{self.prefix}:{table}:*", count=1000):
+            rows, old_layout = f"{self.prefix}:{table}#*", f"{self.prefix}:{table}:*"
+            for name in itertools.chain(self._client.scan_iter(match=rows, count=1000),
+                                        self._client.scan_iter(match=old_layout, count=1000)):
                 batch.append(name)
                 if len(batch) >= 1000:
                     self._client.unlink(*batch)
