@@ -207,19 +207,17 @@ class _Group:
     rows: list[bytes]
 
 
-def cell_columns(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:
-    """The cells of ``features`` for one ``GET`` reply per key (None: the key has no row), without
-    a Python object per cell: the rows are joined into one buffer (the values are read there), and
-    the records of every key with one header are joined and viewed as numpy records at once."""
-    n, m = len(replies), len(features)
-    asked = tuple(features)
-    found = np.zeros(n * m, np.bool_)
-    times = np.zeros(n * m, np.int64)
-    valued = np.zeros(n * m, np.bool_)
-    start = np.zeros(n * m, np.int64)
-    length = np.zeros(n * m, np.int64)
+def _groups(replies: Sequence[bytes | None]) -> list[_Group]:
+    """The rows of a read by header (usually one: the rows of keys written alike)."""
+    first = next((row for row in replies if row is not None), None)
+    if first is None:
+        return []
+    layout = _layout(first)
+    header = first[: layout.records_at]
+    if all(row is not None and row.startswith(header) for row in replies):  # a memcmp per row
+        return [_Group(layout, list(range(len(replies))), list(replies))]  # type: ignore[arg-type]
     groups: dict[bytes, _Group] = {}
-    header, group = b"", None  # the last row's: rows written alike share it, a memcmp finds it
+    group = None
     for i, row in enumerate(replies):
         if row is None:
             continue
@@ -229,31 +227,56 @@ def cell_columns(replies: Sequence[bytes | None], features: Sequence[str]) -> Ce
             group = groups.setdefault(header, _Group(layout, [], []))
         group.keys.append(i)
         group.rows.append(row)
-    data = np.frombuffer(b"".join([row for g in groups.values() for row in g.rows]), np.uint8)
-    # the buffer lists the rows group by group: each group's bases count from its start
-    offset = 0
-    for g in groups.values():
-        fields, columns = g.layout.columns(asked)
+    return list(groups.values())
+
+
+def cell_columns(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:
+    """The cells of ``features`` for one ``GET`` reply per key (None: the key has no row), without
+    a Python object per cell: the rows are joined into one buffer (the values are read there), and
+    the records of every key with one header are joined and viewed as numpy records at once."""
+    n, m = len(replies), len(features)
+    asked = tuple(features)
+    groups = _groups(replies)
+    data = np.frombuffer(b"".join([row for g in groups for row in g.rows]), np.uint8)
+    parts = []
+    offset = 0  # the buffer lists the rows group by group
+    for g in groups:
         width = len(g.layout.names) * _RECORD.size
         head, tail = g.layout.records_at, g.layout.records_at + width
-        if any(len(row) < tail for row in g.rows):
+        sizes = np.fromiter(map(len, g.rows), np.int64, len(g.rows))
+        if np.any(sizes < tail):
             raise malformed(f"a row of {len(g.layout.names)} fields is shorter than their records")
         records = np.frombuffer(b"".join([row[head:tail] for row in g.rows]), _RECORDS).reshape(len(g.rows), -1)
         lengths = records["length"].astype(np.int64)
         has_value = lengths >= 0
         lengths[~has_value] = 0
         ends = np.cumsum(lengths, axis=1)
-        sizes = np.fromiter(map(len, g.rows), np.int64, len(g.rows))
         if np.any(tail + (ends[:, -1] if width else 0) != sizes) or np.any(records["length"] < -1):
             raise malformed("its values do not fill it to its end")
         bases = np.cumsum(sizes) - sizes + offset
         offset += int(sizes.sum())
+        fields, columns = g.layout.columns(asked)
+        # per cell, key-major: the row's fields that are asked for
+        parts.append((g.keys, fields, columns, records["ts"][:, fields], has_value[:, fields],
+                      (bases[:, None] + tail + ends - lengths)[:, fields], lengths[:, fields]))
+    if len(parts) == 1 and len(parts[0][0]) == n and len(parts[0][2]) == m:
+        # every key, every feature (the usual read): a transpose to feature-major, no scatter
+        _, _, columns, *cells = parts[0]
+        order = np.argsort(columns)
+        ts, valued, start, length = (c[:, order].T.ravel() for c in cells)
+        return CellColumns(n, np.ones(n * m, np.bool_), ts, valued, start, length, data)
+    found = np.zeros(n * m, np.bool_)
+    times = np.zeros(n * m, np.int64)
+    valued = np.zeros(n * m, np.bool_)
+    start = np.zeros(n * m, np.int64)
+    length = np.zeros(n * m, np.int64)
+    for keys, fields, columns, ts, has_value, first, size in parts:
         if not len(fields):
             continue
-        cell = (columns[None, :] * n + np.array(g.keys, np.int64)[:, None]).ravel()
+        cell = (columns[None, :] * n + np.array(keys, np.int64)[:, None]).ravel()
         found[cell] = True
-        times[cell] = records["ts"][:, fields].ravel()
-        valued[cell] = has_value[:, fields].ravel()
-        start[cell] = (bases[:, None] + tail + ends - lengths)[:, fields].ravel()
-        length[cell] = lengths[:, fields].ravel()
+        times[cell] = ts.ravel()
+        valued[cell] = has_value.ravel()
+        start[cell] = first.ravel()
+        length[cell] = size.ravel()
     return CellColumns(n, found, times, valued, start, length, data)
