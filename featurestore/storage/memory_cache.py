@@ -1,8 +1,12 @@
 """``memory://``: the online cache as a dict in this process (the local profile).
 
 Same semantics as Redis (the online cache contract suite runs on both): a cell lands only if its
-(version_ms, seq) is greater than the stored one. Each ``open_online_cache("memory://")`` is a
-new, empty cache; nothing is shared between processes or kept after exit.
+(version_ms, seq) is greater than the stored one. Each key is kept as Redis keeps it, one packed
+row (:mod:`featurestore.storage.packed_rows`), and read the same way: a bytes object per key
+instead of a dict and a tuple per cell (which made every full collection of Python's garbage
+collector walk them: 100 ms pauses in a serving process holding 10k keys x 50 features), and
+many keys read column-wise. Each ``open_online_cache("memory://")`` is a new, empty cache;
+nothing is shared between processes or kept after exit.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ import threading
 from collections.abc import Sequence
 
 from featurestore.schema import TableSchema
-from featurestore.storage.online import OnlineBase, Stored, Updates
+from featurestore.storage import packed_rows
+from featurestore.storage.online import CellColumns, OnlineBase, Stored, Updates
 
 
 class MemoryCache(OnlineBase):
     def __init__(self) -> None:
         super().__init__()
         self.uri = "memory://"
-        self._tables: dict[str, dict[bytes, dict[str, Stored]]] = {}
+        self._tables: dict[str, dict[bytes, bytes]] = {}  # table -> encoded key -> packed row
         self._stored_schemas: dict[str, TableSchema] = {}
         self._lock = threading.Lock()
 
@@ -30,21 +35,35 @@ class MemoryCache(OnlineBase):
         self._tables.setdefault(schema.name, {})
 
     def _apply(self, table: str, updates: Updates) -> int:
+        per_key: dict[bytes, list[tuple[str, Stored]]] = {}
+        for (key, feature), cell in updates.items():
+            per_key.setdefault(key, []).append((feature, cell))
         landed = 0
         with self._lock:
             rows = self._tables.setdefault(table, {})
-            for (key, feature), cell in updates.items():
-                row = rows.setdefault(key, {})
-                old = row.get(feature)
-                if old is None or (cell[0], cell[1]) > (old[0], old[1]):
-                    row[feature] = cell
-                    landed += 1
+            for key, cells in per_key.items():
+                old = rows.get(key)
+                row = packed_rows.unpack(old) if old is not None else {}
+                before = landed
+                for feature, cell in cells:
+                    stored = row.get(feature)
+                    if stored is None or (cell[0], cell[1]) > (stored[0], stored[1]):
+                        row[feature] = cell
+                        landed += 1
+                if landed > before:
+                    rows[key] = packed_rows.pack(row)
         return landed
 
-    def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
+    def _rows(self, table: str, keys: list[bytes]) -> list[bytes | None]:
         rows = self._tables.get(table, {})
         with self._lock:
-            return [{f: row[f] for f in features if f in row} for row in (rows.get(k, {}) for k in keys)]
+            return [rows.get(k) for k in keys]
+
+    def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
+        return packed_rows.read_cells(self._rows(table, keys), features)
+
+    def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
+        return packed_rows.rows(self._rows(table, keys), features)
 
     def _delete(self, table: str, key: bytes) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 
 Layout: one string per (feature table, entity key), ``<prefix>:<table>#<encoded key>``, holding
 every feature's latest cell ``(version_ms, seq, encoded value or null)`` packed by
-:mod:`featurestore.storage.redis_packed` (field names, fixed-width records, then the values).
+:mod:`featurestore.storage.packed_rows` (field names, fixed-width records, then the values).
 Table definitions live in ``<prefix>:__schema__:<table>`` as JSON.
 
 Writes go through that module's Lua script: per field, the new cell lands only if its
@@ -14,7 +14,7 @@ gets the definition back with the next write, whichever process reads it afterwa
 
 A read of n keys is one round trip: one ``MGET`` of their rows, sent on a pooled
 socket of its own (:class:`_ReadSockets`) and parsed by a hiredis reader as the bytes arrive,
-without redis-py's steps per reply. The rows are read in place (``redis_packed.cell_columns``:
+without redis-py's steps per reply. The rows are read in place (``packed_rows.cell_columns``:
 numpy views of their records, no Python object per cell), and ``online.cells_to_result``
 decodes the values by type. A read of a key or two is unpacked in Python instead, cheaper there.
 
@@ -41,7 +41,7 @@ from urllib.parse import SplitResult
 
 from featurestore.errors import ConfigError, NotInstalledError, ServiceUnavailableError, StoreError
 from featurestore.schema import TableSchema
-from featurestore.storage import redis_packed
+from featurestore.storage import packed_rows
 from featurestore.storage.batches import schema_from_json, schema_to_json
 from featurestore.storage.online import CellColumns, OnlineBase, Stored, Updates
 
@@ -57,11 +57,6 @@ def _import_redis() -> Any:
 def _bulk(data: bytes) -> bytes:
     """One argument of a Redis command in the wire protocol (RESP2 bulk string)."""
     return b"$%d\r\n%s\r\n" % (len(data), data)
-
-
-# Up to this many keys a read unpacks each row in Python: below it numpy's cost per call outweighs
-# its gain per cell.
-_UNPACKED_MAX_KEYS = 2
 
 
 class _ReadSockets:
@@ -187,7 +182,7 @@ class RedisCache(OnlineBase):
             max_connections=max_connections,
         )
         self._client = redis.Redis(connection_pool=self._pool)
-        self._write_script = self._client.register_script(redis_packed.WRITE_LUA)
+        self._write_script = self._client.register_script(packed_rows.WRITE_LUA)
         self._reads = _ReadSockets(host, port, db, timeout_s, max_connections)
 
     @classmethod
@@ -268,13 +263,10 @@ class RedisCache(OnlineBase):
         return rows  # type: ignore[no-any-return]
 
     def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
-        replies = self._fetch(table, keys)
-        if len(keys) <= _UNPACKED_MAX_KEYS:
-            return CellColumns.from_rows(redis_packed.rows(replies, features), features)
-        return redis_packed.cell_columns(replies, features)
+        return packed_rows.read_cells(self._fetch(table, keys), features)
 
     def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
-        return redis_packed.rows(self._fetch(table, keys), features)
+        return packed_rows.rows(self._fetch(table, keys), features)
 
     def _delete(self, table: str, key: bytes) -> None:
         with self._errors():

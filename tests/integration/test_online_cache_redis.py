@@ -1,6 +1,6 @@
 """The OnlineCache contract on Redis (127.0.0.1:6379), with and without the in-process front,
 Redis reads (unpacked row by row and column-wise) against the memory cache, and the write
-script's packed rows against ``redis_packed.pack``."""
+script's packed rows against ``packed_rows.pack``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from featurestore.errors import NotFoundError, ServiceUnavailableError, StoreError
 from featurestore.schema import Field, TableSchema
 from featurestore.services import ports
-from featurestore.storage import redis_packed
+from featurestore.storage import packed_rows
 from featurestore.storage.online import OnlineBase, Stored, open_online_cache
 from featurestore.storage.redis_cache import RedisCache
 from featurestore.types import ValueType
@@ -133,7 +133,7 @@ def test_keys_that_are_not_packed_rows(services: object) -> None:
 
 
 def test_the_write_script_packs_as_the_reference(services: object) -> None:
-    """The Lua script's rows are byte for byte ``redis_packed.pack`` of the newest cell per field,
+    """The Lua script's rows are byte for byte ``packed_rows.pack`` of the newest cell per field,
     in the order the fields were first written: newer and older writes, a tie on time decided by
     seq, an explicit null, an empty value, a field added by a later write, negative and large times."""
     cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
@@ -150,8 +150,8 @@ def test_the_write_script_packs_as_the_reference(services: object) -> None:
     for updates, want in steps:
         cache._apply("packing", updates)
         row = cache._client.get(cache._key("packing", b"k"))
-        assert row == redis_packed.pack(want)
-        assert redis_packed.unpack(row) == want
+        assert row == packed_rows.pack(want)
+        assert packed_rows.unpack(row) == want
     cache._client.delete(cache._key("packing", b"k"))
     cache.close()
 

@@ -1,7 +1,7 @@
 """The online cache's column-wise reads, against the cell-by-cell statement of the same rules.
 
 ``online.cells_to_result`` (TTL, statuses, decoding by type in bulk) and the Redis reply parser
-(``redis_packed.cell_columns``, no server needed: rows are packed here as the write script packs
+(``packed_rows.cell_columns``, no server needed: rows are packed here as the write script packs
 them) must give exactly what the per-cell loop with ``batches.build_result`` and
 ``types.decode_value`` gives.
 """
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from featurestore.errors import StoreError
 from featurestore.schema import Field, TableSchema
-from featurestore.storage import online, redis_packed
+from featurestore.storage import online, packed_rows
 from featurestore.storage.batches import Cell, build_result
 from featurestore.storage.memory_cache import MemoryCache
 from featurestore.storage.online import (
@@ -95,7 +95,7 @@ def packed(rows: list[dict[str, Stored]], rng: random.Random, extra: bool = Fals
         if extra:
             cells.append(("dropped_feature", (5, 1, b"x")))
         rng.shuffle(cells)  # a row lists its fields in the order they were first written
-        replies.append(redis_packed.pack(dict(cells)) if cells or rng.random() < 0.5 else None)
+        replies.append(packed_rows.pack(dict(cells)) if cells or rng.random() < 0.5 else None)
     return replies
 
 
@@ -111,9 +111,9 @@ def test_columns_read_as_the_cell_by_cell_rules(rows: list[dict[str, Stored]], a
         want = reference(rows, names, now)
         assert result(CellColumns.from_rows(rows, names), names, now).equals(want)
         replies = packed(rows, rng, extra=rng.random() < 0.5)
-        assert result(redis_packed.cell_columns(replies, names), names, now).equals(want)
+        assert result(packed_rows.cell_columns(replies, names), names, now).equals(want)
         # the per-row unpacking a read of few keys takes, and _read_raw's rows
-        assert redis_packed.rows(replies, names) == [{n: r[n] for n in names if n in r} for r in rows]
+        assert packed_rows.rows(replies, names) == [{n: r[n] for n in names if n in r} for r in rows]
 
 
 def test_many_keys_one_type_and_every_status() -> None:
@@ -127,7 +127,7 @@ def test_many_keys_one_type_and_every_status() -> None:
     ]
     names = schema.feature_names
     got = cells_to_result(schema, [(k,) for k in range(300)], names,
-                          redis_packed.cell_columns(packed(rows, random.Random(1)), names), T0 + 150)
+                          packed_rows.cell_columns(packed(rows, random.Random(1)), names), T0 + 150)
     f3 = list(zip(*(got.column(c).to_pylist() for c in ("f3", "f3__ts", "f3__status")), strict=True))
     assert f3[0] == (None, None, EXPIRED) and f3[1] == (1 * 0.5 + 3, T0 + 100, PRESENT)
     assert f3[2] == (None, None, MISSING) and f3[4] == (None, T0 + 100, PRESENT)  # (4 + 3) % 7: explicit null
@@ -135,11 +135,12 @@ def test_many_keys_one_type_and_every_status() -> None:
 
 
 def test_empty_reads() -> None:
-    for cells in (CellColumns.from_rows([], NAMES), redis_packed.cell_columns([], NAMES),
-                  redis_packed.cell_columns([None, None], NAMES), redis_packed.cell_columns([redis_packed.pack({})], NAMES)):
+    empty_row = packed_rows.pack({})
+    for cells in (CellColumns.from_rows([], NAMES), packed_rows.cell_columns([], NAMES),
+                  packed_rows.cell_columns([None, None], NAMES), packed_rows.cell_columns([empty_row], NAMES)):
         got = result(cells, NAMES, T0)
         assert got.num_rows == cells.keys and got.schema == reference([{}] * cells.keys, NAMES, T0).schema
-    only_missing = result(redis_packed.cell_columns([redis_packed.pack({"n2": (T0, 1, None)})], ("int64_f", "string_f")),
+    only_missing = result(packed_rows.cell_columns([packed_rows.pack({"n2": (T0, 1, None)})], ("int64_f", "string_f")),
                           ("int64_f", "string_f"), T0)
     assert only_missing.to_pylist() == [{"user_id": 0, "int64_f": None, "int64_f__ts": None,
                                          "int64_f__status": MISSING, "string_f": None, "string_f__ts": None,
@@ -148,7 +149,7 @@ def test_empty_reads() -> None:
 
 def _corrupt() -> list[bytes]:
     """Rows the write script did not write: cut short, grown, another version, bad lengths, bad names."""
-    good = redis_packed.pack({"int64_f": (1, 1, encode_value(V.INT64, 1)), "string_f": (2, 2, b"abc")})
+    good = packed_rows.pack({"int64_f": (1, 1, encode_value(V.INT64, 1)), "string_f": (2, 2, b"abc")})
     head = 7 + len(b"int64_f\0string_f\0")
     second_length = head + 20 + 16  # the second record's length field
     return [
@@ -165,15 +166,15 @@ def test_rows_no_writer_wrote_are_store_errors(row: bytes) -> None:
     """A corrupt row: a StoreError on both read paths, never a crash or a wrong value."""
     names = ("int64_f", "string_f")
     with pytest.raises(StoreError, match="not a packed row"):
-        redis_packed.rows([row], names)
+        packed_rows.rows([row], names)
     with pytest.raises(StoreError, match="not a packed row"):
-        redis_packed.cell_columns([redis_packed.pack({"n2": (1, 1, None)}), row] * 50, names)
+        packed_rows.cell_columns([packed_rows.pack({"n2": (1, 1, None)}), row] * 50, names)
 
 
 def test_negative_times_and_explicit_nulls() -> None:
-    row = redis_packed.pack({"int64_f": (-5, 3, None)})
-    assert redis_packed.rows([row], ("int64_f",)) == [{"int64_f": (-5, 3, None)}]
-    got = result(redis_packed.cell_columns([row], ("int64_f",)), ("int64_f",), -5)
+    row = packed_rows.pack({"int64_f": (-5, 3, None)})
+    assert packed_rows.rows([row], ("int64_f",)) == [{"int64_f": (-5, 3, None)}]
+    got = result(packed_rows.cell_columns([row], ("int64_f",)), ("int64_f",), -5)
     assert got.column("int64_f__ts").to_pylist() == [-5]
     assert got.column("int64_f").to_pylist() == [None] and got.column("int64_f__status").to_pylist() == [PRESENT]
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from featurestore.errors import NotFoundError, ServiceUnavailableError, ValidationError
 from featurestore.schema import TableSchema
-from featurestore.storage import redis_packed
+from featurestore.storage import packed_rows
 from featurestore.storage.online import CellColumns, OnlineBase, Stored
 from sdk import FeatureStore
 from sdk.online import ServingOptions, _rows_cell_by_cell, _rows_of
@@ -289,8 +289,8 @@ def test_a_many_key_read_decodes_column_wise_as_cell_by_cell(rows: list[dict[str
     schema, names = online_columns.SCHEMA, online_columns.NAMES
     want = _rows_cell_by_cell(schema, rows)
     replies = online_columns.packed(rows, rng, extra=True)
-    for cells in (CellColumns.from_rows(rows, names), redis_packed.cell_columns(replies, names),
-                  CellColumns.from_rows(redis_packed.rows(replies, names), names)):
+    for cells in (CellColumns.from_rows(rows, names), packed_rows.cell_columns(replies, names),
+                  CellColumns.from_rows(packed_rows.rows(replies, names), names)):
         values, times, statuses = _rows_of(schema, cells)
         assert ([list(v) for v in values], times, statuses) == want
 

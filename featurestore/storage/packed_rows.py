@@ -1,7 +1,8 @@
-"""The value of one (feature table, entity key) in Redis: every feature's latest cell packed into
-one string, written by a Lua script and read with one ``GET``.
+"""The latest cells of one (feature table, entity key) in the online cache, packed into one
+string: how the Redis cache stores a key (one ``GET`` reads it, a Lua script writes it) and how
+the memory cache keeps one (a bytes object, which Python's garbage collector never scans).
 
-Why packed. A read of 100 keys x 50 features from hashes (``HGETALL``) had Redis walk 5,000
+Why packed. A read of 100 keys x 50 features from Redis hashes (``HGETALL``) had Redis walk 5,000
 fields and send each as its own bulk string, the client make 10,000 bytes objects and find each
 cell's commas: ~6 ms, where one string per key is 100 replies whose cells numpy reads in place.
 
@@ -228,6 +229,18 @@ def _groups(replies: Sequence[bytes | None]) -> list[_Group]:
         group.keys.append(i)
         group.rows.append(row)
     return list(groups.values())
+
+
+# Up to this many keys a read unpacks each row in Python: below it numpy's cost per call outweighs
+# its gain per cell.
+UNPACKED_MAX_KEYS = 2
+
+
+def read_cells(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:
+    """The cells of ``features`` for one packed row per key (None: the key has no row)."""
+    if len(replies) <= UNPACKED_MAX_KEYS:
+        return CellColumns.from_rows(rows(replies, features), features)
+    return cell_columns(replies, features)
 
 
 def cell_columns(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:
