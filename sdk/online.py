@@ -63,7 +63,7 @@ class _Row:
 
     @classmethod
     def of(cls, values: Sequence[Any], ts: Sequence[int | None], status: Sequence[str]) -> _Row:
-        oldest = min((t for t in ts if t is not None), default=None)  # 0 is a time (1970), not a gap
+        oldest = min([t for t in ts if t is not None], default=None)  # 0 is a time (1970), not a gap
         return cls(values, ts, status, oldest, _UNRESOLVED in status)
 
 
@@ -483,6 +483,9 @@ _Columns: TypeAlias = tuple[list[Any], list[Any], list[Any]]  # per key: values,
 _CELL_BY_CELL_KEYS = 2
 
 
+_STATUSES = np.array([PRESENT, MISSING], dtype=object)
+
+
 def _rows_of(schema: TableSchema, cells: CellColumns) -> _Columns:
     """Per key: values, version times and statuses of every feature, from a column-wise read."""
     features = schema.feature_names
@@ -491,7 +494,7 @@ def _rows_of(schema: TableSchema, cells: CellColumns) -> _Columns:
     found = cells.found.reshape(shape)
     times = cells.ts.reshape(shape).astype(object)
     times[~found] = None
-    statuses = np.where(found, PRESENT, MISSING).T.tolist()
+    statuses = _STATUSES[(~found).view(np.int8)].T.tolist()  # the two strings, not a new one per cell
     return list(zip(*columns, strict=True)), times.T.tolist(), statuses
 
 
