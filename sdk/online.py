@@ -384,8 +384,8 @@ class OnlineReader:
                     list(zip(*(got[status_column(f)] for f in features), strict=True)))
         cache.schema(physical)  # NotFoundError when the cache has never seen the table
         if len(encoded) > _CELL_BY_CELL_KEYS:
-            return _rows_of(schema, cache._read_cells(physical, encoded, features))
-        return _rows_cell_by_cell(schema, cache._read_raw(physical, encoded, features))
+            return _rows_of(schema, cache.read_cells(physical, encoded, features))
+        return _rows_cell_by_cell(schema, cache.read_stored(physical, encoded, features))
 
     def _fill_from_store(
         self,

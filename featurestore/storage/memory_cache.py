@@ -59,10 +59,10 @@ class MemoryCache(OnlineBase):
         with self._lock:
             return [rows.get(k) for k in keys]
 
-    def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
+    def read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
         return packed_rows.read_cells(self._rows(table, keys), features)
 
-    def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
+    def read_stored(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
         return packed_rows.rows(self._rows(table, keys), features)
 
     def _delete(self, table: str, key: bytes) -> None:

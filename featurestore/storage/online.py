@@ -93,7 +93,7 @@ class CellColumns:
 
     @classmethod
     def from_rows(cls, rows: Sequence[dict[str, Stored]], features: Sequence[str]) -> CellColumns:
-        """From ``_read_raw`` rows (one dict per key): a Python step per cell, for the backends
+        """From ``read_stored`` rows (one dict per key): a Python step per cell, for the backends
         that hold Python objects anyway (memory, the in-process front)."""
         cells = [row.get(name, _NONE) for name in features for row in rows]
         ts, _, values = zip(*cells, strict=True) if cells else ((), (), ())
@@ -384,13 +384,18 @@ class OnlineBase(abc.ABC):
     def _apply(self, table: str, updates: Updates) -> int:
         """Store each cell whose (version_ms, seq) is newer than the stored one; count them."""
 
-    @abc.abstractmethod
-    def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]: ...
+    # The raw-cell reads, for readers that layer their own rules on the stored cells (the SDK's
+    # in-process cache and store fallback): encoded keys (``batches.encode_keys``), no TTL, no
+    # decoding of the values.
 
-    def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
+    @abc.abstractmethod
+    def read_stored(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
+        """Per key, the stored cells of ``features`` it has, by feature name."""
+
+    def read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
         """The cells of ``features`` (no repeats) for ``keys`` (not empty), column-wise; from
-        ``_read_raw`` unless a backend reads columns itself."""
-        return CellColumns.from_rows(self._read_raw(table, keys, features), features)
+        ``read_stored`` unless a backend reads columns itself."""
+        return CellColumns.from_rows(self.read_stored(table, keys, features), features)
 
     @abc.abstractmethod
     def _delete(self, table: str, key: bytes) -> None: ...
@@ -431,7 +436,7 @@ class OnlineBase(abc.ABC):
         rows, encoded = encode_keys(schema, keys)
         now = int(time.time() * 1000) if now_ms is None else to_millis(now_ms, what="now_ms")
         unique = names if features is None else tuple(dict.fromkeys(names))  # a schema's names are unique
-        cells = self._read_cells(table, encoded, unique) if encoded else CellColumns.from_rows([], unique)
+        cells = self.read_cells(table, encoded, unique) if encoded else CellColumns.from_rows([], unique)
         if unique != names:  # a feature asked for twice is read once
             cells = cells.reorder([unique.index(name) for name in names])
         return cells_to_result(schema, rows, names, cells, now)
@@ -495,7 +500,7 @@ class CachedOnlineStore(OnlineBase):
                 self._entries.pop((table, key), None)
         return self.inner._apply(table, updates)
 
-    def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
+    def read_stored(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
         now = time.monotonic()
         out: list[dict[str, Stored] | None] = []
         missing: list[bytes] = []
@@ -512,7 +517,7 @@ class CachedOnlineStore(OnlineBase):
                     missing.append(key)
         if missing:
             unique = list(dict.fromkeys(missing))
-            rows = self.inner._read_raw(table, unique, self.schema(table).feature_names)
+            rows = self.inner.read_stored(table, unique, self.schema(table).feature_names)
             fetched = dict(zip(unique, rows, strict=True))
             with self._lock:
                 for key, row in fetched.items():

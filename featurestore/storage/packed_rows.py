@@ -194,7 +194,7 @@ def unpack(row: bytes) -> dict[str, Stored]:
 
 
 def rows(replies: Sequence[bytes | None], features: Sequence[str]) -> list[dict[str, Stored]]:
-    """The cells of ``features`` per key (``OnlineBase._read_raw``): one ``GET`` reply per key."""
+    """The cells of ``features`` per key (``OnlineBase.read_stored``): one ``GET`` reply per key."""
     asked = set(features)
     return [{} if row is None else {n: c for n, c in unpack(row).items() if n in asked} for row in replies]
 

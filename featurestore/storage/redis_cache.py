@@ -124,24 +124,21 @@ class _ReadSockets:
             if self._pid != os.getpid():  # a forked child must not share its parent's sockets
                 self._idle, self._pid = [], os.getpid()
             opened = self._idle.pop() if self._idle else None
-        pooled = opened is not None
-        if opened is None:
-            opened = self._connect()
-        try:
-            out = self._exchange(opened, request, replies)
-        except ConnectionError:
-            opened[0].close()
-            if not pooled:
-                raise
-            opened = self._connect()
+        while True:
+            pooled = opened is not None
+            if opened is None:
+                opened = self._connect()
             try:
                 out = self._exchange(opened, request, replies)
+                break
+            except ConnectionError:
+                opened[0].close()
+                if not pooled:
+                    raise
+                opened = None  # the server closed the pooled socket since: once more on a new one
             except BaseException:
                 opened[0].close()
                 raise
-        except BaseException:
-            opened[0].close()
-            raise
         with self._lock:
             if len(self._idle) < self._max_idle:
                 self._idle.append(opened)
@@ -262,10 +259,10 @@ class RedisCache(OnlineBase):
             (rows,) = self._reads.request(request, 1)
         return rows  # type: ignore[no-any-return]
 
-    def _read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
+    def read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
         return packed_rows.read_cells(self._fetch(table, keys), features)
 
-    def _read_raw(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
+    def read_stored(self, table: str, keys: list[bytes], features: Sequence[str]) -> list[dict[str, Stored]]:
         return packed_rows.rows(self._fetch(table, keys), features)
 
     def _delete(self, table: str, key: bytes) -> None:

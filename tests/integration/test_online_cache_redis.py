@@ -53,7 +53,7 @@ def test_unreachable_redis_is_a_transient_error() -> None:
     assert info.value.transient and info.value.service == "redis"
     for features in (["a"], ["a", "b"]):  # the reads' own round trip too
         with pytest.raises(ServiceUnavailableError):
-            cache._read_raw("anything", [b"1"], features)
+            cache.read_stored("anything", [b"1"], features)
 
 
 def _twin_writes(caches: list[OnlineBase], schema: TableSchema) -> None:
@@ -93,7 +93,7 @@ def test_reads_match_the_memory_cache(services: object, asked: int | None) -> No
                 memory.get(schema.name, some, names, now_ms=now))
     asked_names = names or schema.feature_names
     encoded = [str(k).encode() for k in keys]
-    assert redis._read_raw(schema.name, encoded, asked_names) == memory._read_raw(schema.name, encoded, asked_names)
+    assert redis.read_stored(schema.name, encoded, asked_names) == memory.read_stored(schema.name, encoded, asked_names)
     suite.cleanup()
     redis.close()
 
@@ -182,7 +182,7 @@ def test_a_server_that_never_answers_a_read_times_out_as_transient() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:
         cache = RedisCache("127.0.0.1", silent.getsockname()[1], timeout_s=0.3)
         with pytest.raises(ServiceUnavailableError):
-            cache._read_raw("anything", [b"1"], ["a"])
+            cache.read_stored("anything", [b"1"], ["a"])
         cache.close()
 
 

@@ -112,7 +112,7 @@ def test_columns_read_as_the_cell_by_cell_rules(rows: list[dict[str, Stored]], a
         assert result(CellColumns.from_rows(rows, names), names, now).equals(want)
         replies = packed(rows, rng, extra=rng.random() < 0.5)
         assert result(packed_rows.cell_columns(replies, names), names, now).equals(want)
-        # the per-row unpacking a read of few keys takes, and _read_raw's rows
+        # the per-row unpacking a read of few keys takes, and read_stored's rows
         assert packed_rows.rows(replies, names) == [{n: r[n] for n in names if n in r} for r in rows]
 
 

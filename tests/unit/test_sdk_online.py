@@ -225,7 +225,7 @@ class _Down(OnlineBase):
         self._fail()
         return 0
 
-    def _read_raw(self, table: str, keys: Any, features: Any) -> Any:
+    def read_stored(self, table: str, keys: Any, features: Any) -> Any:
         self._fail()
 
     def _delete(self, table: str, key: bytes) -> None: ...
