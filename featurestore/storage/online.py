@@ -338,7 +338,7 @@ def cells_to_result(
     # for 151 columns instead of ~200: it checks each column against its field one by one): the
     # arrays become the children of one struct array, whose types Arrow checks at once
     struct = pa.Array.from_buffers(layout.row, n, [None], children=arrays)
-    return pa.Table.from_batches([pa.RecordBatch.from_struct_array(struct)], schema=layout.result)
+    return pa.Table.from_struct_array(struct)  # its fields are layout.result's
 
 
 @runtime_checkable
