@@ -1,4 +1,4 @@
-"""``memory://``: the online cache as a dict in this process (the local profile).
+"""``memory://``: the online cache in a dict of this process (the local profile).
 
 Same semantics as Redis (the online cache contract suite runs on both): a cell lands only if its
 (version_ms, seq) is greater than the stored one. Each key is kept as Redis keeps it, one packed

@@ -1,9 +1,10 @@
 """The online cache: the latest value of every feature per entity key, for serving.
 
 One small protocol, :class:`OnlineCache`, with backends picked by URI scheme
-(:func:`open_online_cache`): ``redis://host:port/db`` (a packed row per (table, key)) and
-``memory://`` (a dict in this process, same semantics, for the local profile). Both pass one
-contract test suite (tests/contract/online_cache_suite.py).
+(:func:`open_online_cache`): ``redis://host:port/db`` (a packed row per (table, key),
+:mod:`featurestore.storage.packed_rows`) and ``memory://`` (the same rows in a dict of this
+process, same semantics, for the local profile). Both pass one contract test suite
+(tests/contract/online_cache_suite.py).
 
 Semantics:
 
