@@ -21,10 +21,10 @@ gained features since (``ensure_table`` merges definitions) keeps its older keys
 
 Writes (:data:`WRITE_LUA`): per field, the new cell replaces the stored one only if its
 (version_ms, seq) is greater, and the string is rewritten once per key and call, atomically on the
-server: replays and out-of-order writes never regress a value, whichever process writes. Lua
-numbers are doubles: times and sequence numbers are exact up to 2^53 (285,000 years of
-milliseconds; a Kafka offset x 10,000 + partition up to 9 x 10^11 records). :func:`pack` is the
-same encoding in Python (the tests check the script against it).
+server: replays and out-of-order writes never regress a value, whichever process writes; it compares the times and
+sequence numbers exactly over the whole int64 range (a replay's ``seq``, file index << 32 | row,
+passes 2^53, past which Lua's doubles round). :func:`pack` is the same encoding in Python (the
+tests check the script against it).
 """
 
 from __future__ import annotations
@@ -47,8 +47,21 @@ _RECORDS = np.dtype([("ts", "<i8"), ("seq", "<i8"), ("length", "<i4")])  # packe
 assert _RECORDS.itemsize == _RECORD.size
 
 # KEYS[1]: the key's string. ARGV: (field, version_ms, seq, "," .. value, or "" for a null) per
-# cell. Returns how many cells landed. Redis's Lua has the struct library (lua_struct).
+# cell, version_ms and seq as 8 bytes, little-endian (:func:`cell_args`). Returns how many cells
+# landed. Lua's numbers are doubles, exact to 2^53 only: the times and sequence numbers stay the
+# 8 bytes they are, compared as a signed high and an unsigned low 32-bit half (struct's I4/i4,
+# exact), so every int64 orders as it does in Python. Redis's Lua has the struct library.
 WRITE_LUA = """
+local function newer(t, s, ot, os)
+  local lo, hi = struct.unpack('<I4i4', t)
+  local olo, ohi = struct.unpack('<I4i4', ot)
+  if hi ~= ohi then return hi > ohi end
+  if lo ~= olo then return lo > olo end
+  lo, hi = struct.unpack('<I4i4', s)
+  olo, ohi = struct.unpack('<I4i4', os)
+  if hi ~= ohi then return hi > ohi end
+  return lo > olo
+end
 local blob = redis.call('GET', KEYS[1])
 local names, ts, seq, vals, index = {}, {}, {}, {}, {}
 local m = 0
@@ -67,10 +80,10 @@ if blob then
   pos = pos + names_len
   local at = pos + 20 * m
   for j = 1, m do
-    local t, s, len = struct.unpack('<i8i8i4', blob, pos)
+    ts[j] = string.sub(blob, pos, pos + 7)
+    seq[j] = string.sub(blob, pos + 8, pos + 15)
+    local len = struct.unpack('<i4', blob, pos + 16)
     pos = pos + 20
-    ts[j] = t
-    seq[j] = s
     if len >= 0 then
       vals[j] = string.sub(blob, at, at + len - 1)
       at = at + len
@@ -82,8 +95,6 @@ end
 local landed = 0
 for a = 1, #ARGV, 4 do
   local name = ARGV[a]
-  local t = tonumber(ARGV[a + 1])
-  local s = tonumber(ARGV[a + 2])
   local j = index[name]
   if not j then
     m = m + 1
@@ -91,9 +102,9 @@ for a = 1, #ARGV, 4 do
     names[j] = name
     index[name] = j
   end
-  if ts[j] == nil or t > ts[j] or (t == ts[j] and s > seq[j]) then
-    ts[j] = t
-    seq[j] = s
+  if ts[j] == nil or newer(ARGV[a + 1], ARGV[a + 2], ts[j], seq[j]) then
+    ts[j] = ARGV[a + 1]
+    seq[j] = ARGV[a + 2]
     local v = ARGV[a + 3]
     if string.sub(v, 1, 1) == ',' then vals[j] = string.sub(v, 2) else vals[j] = false end
     landed = landed + 1
@@ -103,7 +114,7 @@ if landed == 0 then return 0 end
 local text = table.concat(names, '\\0') .. '\\0'
 local parts = {struct.pack('<BI2I4', 1, m, #text), text}
 for j = 1, m do
-  parts[#parts + 1] = struct.pack('<i8i8i4', ts[j], seq[j], vals[j] and #vals[j] or -1)
+  parts[#parts + 1] = ts[j] .. seq[j] .. struct.pack('<i4', vals[j] and #vals[j] or -1)
 end
 for j = 1, m do
   if vals[j] then parts[#parts + 1] = vals[j] end
@@ -111,6 +122,13 @@ end
 redis.call('SET', KEYS[1], table.concat(parts))
 return landed
 """
+_TIME = struct.Struct("<q")
+
+
+def cell_args(field: str, cell: Stored) -> tuple[str, bytes, bytes, bytes]:
+    """A cell as :data:`WRITE_LUA`'s four arguments."""
+    ts, seq, value = cell
+    return field, _TIME.pack(ts), _TIME.pack(seq), b"" if value is None else b"," + value
 
 
 def malformed(detail: str) -> StoreError:

@@ -234,9 +234,9 @@ class RedisCache(OnlineBase):
             self._client.set(self._schema_key(schema.name), schema_to_json(schema))
 
     def _apply(self, table: str, updates: Updates) -> int:
-        per_key: dict[bytes, list[bytes | int | str]] = {}
-        for (key, feature), (ts, seq, value) in updates.items():
-            per_key.setdefault(key, []).extend((feature, ts, seq, b"" if value is None else b"," + value))
+        per_key: dict[bytes, list[bytes | str]] = {}
+        for (key, feature), cell in updates.items():
+            per_key.setdefault(key, []).extend(packed_rows.cell_args(feature, cell))
         with self._errors():
             pipe = self._client.pipeline(transaction=False)
             for key, args in per_key.items():

@@ -135,10 +135,11 @@ def test_keys_that_are_not_packed_rows(services: object) -> None:
 def test_the_write_script_packs_as_the_reference(services: object) -> None:
     """The Lua script's rows are byte for byte ``packed_rows.pack`` of the newest cell per field,
     in the order the fields were first written: newer and older writes, a tie on time decided by
-    seq, an explicit null, an empty value, a field added by a later write, negative and large times."""
+    seq, an explicit null, an empty value, a field added by a later write, negative times, and
+    times and seqs over the whole int64 range (one apart past 2^53 too)."""
     cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
     assert isinstance(cache, RedisCache)
-    big = 2**53 - 1  # Lua numbers are doubles: exact up to here
+    big = 2**63 - 1  # past 2^53, where Lua's doubles round: compared and kept exactly
     steps: list[tuple[dict[tuple[bytes, str], Stored], dict[str, Stored]]] = [
         ({(b"k", "b"): (5, 1, b"x"), (b"k", "a"): (-7, 2, None)}, {"b": (5, 1, b"x"), "a": (-7, 2, None)}),
         ({(b"k", "b"): (5, 1, b"older seq"), (b"k", "a"): (-8, 9, b"older")}, {"b": (5, 1, b"x"), "a": (-7, 2, None)}),
@@ -146,6 +147,23 @@ def test_the_write_script_packs_as_the_reference(services: object) -> None:
          {"b": (5, 2, b""), "a": (-7, 2, None), "c": (big, big, b"\x00,\xff")}),
         ({(b"k", "a"): (0, 0, b"now a value" * 100)},
          {"b": (5, 2, b""), "a": (0, 0, b"now a value" * 100), "c": (big, big, b"\x00,\xff")}),
+        # seqs one apart beyond 2^53 (a replay's file index << 32 | row): the greater wins, exactly
+        ({(b"k", "c"): (big, big - 1, b"older")}, {"b": (5, 2, b""), "a": (0, 0, b"now a value" * 100),
+                                                   "c": (big, big, b"\x00,\xff")}),
+        ({(b"k", "b"): (5, 2**53 + 1, b"newer"), (b"k", "a"): (-(2**63), 2**62, b"older")},
+         {"b": (5, 2**53 + 1, b"newer"), "a": (0, 0, b"now a value" * 100), "c": (big, big, b"\x00,\xff")}),
+        ({(b"k", "b"): (5, 2**53, b"older by one")},
+         {"b": (5, 2**53 + 1, b"newer"), "a": (0, 0, b"now a value" * 100), "c": (big, big, b"\x00,\xff")}),
+        ({(b"k", "a"): (-1, 2**63 - 1, b"older: -1 < 0")},
+         {"b": (5, 2**53 + 1, b"newer"), "a": (0, 0, b"now a value" * 100), "c": (big, big, b"\x00,\xff")}),
+        ({(b"k", "a"): (1, -(2**63), None)},
+         {"b": (5, 2**53 + 1, b"newer"), "a": (1, -(2**63), None), "c": (big, big, b"\x00,\xff")}),
+        ({(b"k", "d"): (7, 2**53, b"x")},
+         {"b": (5, 2**53 + 1, b"newer"), "a": (1, -(2**63), None), "c": (big, big, b"\x00,\xff"),
+          "d": (7, 2**53, b"x")}),
+        ({(b"k", "d"): (7, 2**53 + 1, b"y")},  # equal as doubles: a float comparison would drop it
+         {"b": (5, 2**53 + 1, b"newer"), "a": (1, -(2**63), None), "c": (big, big, b"\x00,\xff"),
+          "d": (7, 2**53 + 1, b"y")}),
     ]
     for updates, want in steps:
         cache._apply("packing", updates)
