@@ -15,16 +15,17 @@ Format (little-endian), version 1::
     the values of the fields with a length >= 0, in field order, back to back
 
 The names come first and are the same bytes for every key a table's writers wrote in the same
-order, so a reader parses them once per distinct header (:func:`_layout`), and the records of all
-keys with that header in one numpy gather. A field is found by name: a table whose definition
-gained features since (``ensure_table`` merges definitions) keeps its older keys readable.
+order, so a reader parses them once per distinct header (:func:`_layout`) and views the records
+of all keys with that header as one numpy record array. A field is found by name: a table whose
+definition gained features since (``ensure_table`` merges definitions) keeps its older keys
+readable.
 
 Writes (:data:`WRITE_LUA`): per field, the new cell replaces the stored one only if its
-(version_ms, seq) is greater, and the string is rewritten once per key and call, atomically on the
-server: replays and out-of-order writes never regress a value, whichever process writes; it compares the times and
-sequence numbers exactly over the whole int64 range (a replay's ``seq``, file index << 32 | row,
-passes 2^53, past which Lua's doubles round). :func:`pack` is the same encoding in Python (the
-tests check the script against it).
+(version_ms, seq) is greater, and the string is rewritten once per key and call, atomically on
+the server: replays and out-of-order writes never regress a value, whichever process writes. The
+script compares times and sequence numbers exactly over the whole int64 range (a replay's
+``seq``, file index << 32 | row, can pass 2^53, past which Lua's doubles round). :func:`pack` is
+the same encoding in Python (the tests check the script against it).
 """
 
 from __future__ import annotations
