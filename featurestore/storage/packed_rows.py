@@ -135,7 +135,7 @@ def cell_args(field: str, cell: Stored) -> tuple[str, bytes, bytes, bytes]:
 def malformed(detail: str) -> StoreError:
     return StoreError(
         f"the online cache holds a value that is not a packed row: {detail}",
-        hint="the key was not written by this store (or by an older layout); delete it (delete_key) and rewrite it",
+        hint="the key was not written by this store; delete it (delete_key) and let the writers rewrite it",
     )
 
 
@@ -205,15 +205,17 @@ def unpack(row: bytes) -> dict[str, Stored]:
         if length >= 0:
             cells[name] = (ts, seq, row[at : at + length])
             at += length
-        else:
+        elif length == -1:
             cells[name] = (ts, seq, None)
+        else:
+            raise malformed(f"field {name!r} has length {length}")
     if at != len(row):
         raise malformed(f"its values take {at} of {len(row)} bytes")
     return cells
 
 
 def rows(replies: Sequence[bytes | None], features: Sequence[str]) -> list[dict[str, Stored]]:
-    """The cells of ``features`` per key (``OnlineBase.read_stored``): one ``GET`` reply per key."""
+    """The cells of ``features`` per key (``OnlineBase.read_stored``), from one row (or None) per key."""
     asked = set(features)
     return [{} if row is None else {n: c for n, c in unpack(row).items() if n in asked} for row in replies]
 
@@ -263,7 +265,7 @@ def read_cells(replies: Sequence[bytes | None], features: Sequence[str]) -> Cell
 
 
 def cell_columns(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:
-    """The cells of ``features`` for one ``GET`` reply per key (None: the key has no row), without
+    """The cells of ``features`` for one row per key (None: the key has no row), without
     a Python object per cell: the rows are joined into one buffer (the values are read there), and
     the records of every key with one header are joined and viewed as numpy records at once."""
     n, m = len(replies), len(features)

@@ -150,11 +150,14 @@ def test_empty_reads() -> None:
 def _corrupt() -> list[bytes]:
     """Rows the write script did not write: cut short, grown, another version, bad lengths, bad names."""
     good = packed_rows.pack({"int64_f": (1, 1, encode_value(V.INT64, 1)), "string_f": (2, 2, b"abc")})
+    empty_value = packed_rows.pack({"string_f": (2, 2, b"")})  # its last 4 bytes: the length
     head = 7 + len(b"int64_f\0string_f\0")
     second_length = head + 20 + 16  # the second record's length field
     return [
         b"", b"x", b"\x01\x02", good[:-1], good + b"z", b"\x02" + good[1:], good[: head - 1] + b"!" + good[head:],
         good[:second_length] + (-2).to_bytes(4, "little", signed=True) + good[second_length + 4 :],
+        # an empty value's length made -2: nothing is left over, the length alone is wrong
+        empty_value[:-4] + (-2).to_bytes(4, "little", signed=True),
         good[:second_length] + (9).to_bytes(4, "little") + good[second_length + 4 :],
         good[:7] + b"\xff\xfe\0string_f\0" + good[head:],
         b"\x01\x03" + good[2:],  # three fields counted, two named
