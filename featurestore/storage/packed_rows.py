@@ -47,24 +47,22 @@ _RECORD = struct.Struct("<qqi")  # version_ms, seq, length
 _RECORDS = np.dtype([("ts", "<i8"), ("seq", "<i8"), ("length", "<i4")])  # packed: 20 bytes, as _RECORD
 assert _RECORDS.itemsize == _RECORD.size
 
-# KEYS[1]: the key's string. ARGV: (field, version_ms, seq, "," .. value, or "" for a null) per
-# cell, version_ms and seq as 8 bytes, little-endian (:func:`cell_args`). Returns how many cells
-# landed. Lua's numbers are doubles, exact to 2^53 only: the times and sequence numbers stay the
-# 8 bytes they are, compared as a signed high and an unsigned low 32-bit half (struct's I4/i4,
-# exact), so every int64 orders as it does in Python. Redis's Lua has the struct library.
+# KEYS[1]: the key's string. ARGV: (field, version_ms and seq as 16 little-endian bytes,
+# "," .. value or "" for a null) per cell (:func:`cell_args`). Returns how many cells landed.
+# Lua's numbers are doubles, exact to 2^53 only: times and sequence numbers stay bytes, compared
+# as signed high and unsigned low 32-bit halves (struct's i4/I4, exact), so every int64 orders
+# as in Python. A stored field's 20-byte record is kept as it is unless the field is written.
 WRITE_LUA = """
-local function newer(t, s, ot, os)
-  local lo, hi = struct.unpack('<I4i4', t)
-  local olo, ohi = struct.unpack('<I4i4', ot)
+local function newer(new, old)
+  local lo, hi, slo, shi = struct.unpack('<I4i4I4i4', new)
+  local olo, ohi, oslo, oshi = struct.unpack('<I4i4I4i4', old)
   if hi ~= ohi then return hi > ohi end
   if lo ~= olo then return lo > olo end
-  lo, hi = struct.unpack('<I4i4', s)
-  olo, ohi = struct.unpack('<I4i4', os)
-  if hi ~= ohi then return hi > ohi end
-  return lo > olo
+  if shi ~= oshi then return shi > oshi end
+  return slo > oslo
 end
 local blob = redis.call('GET', KEYS[1])
-local names, ts, seq, vals, index = {}, {}, {}, {}, {}
+local names, recs, vals, index = {}, {}, {}, {}
 local m = 0
 if blob then
   local version, count, names_len, pos = struct.unpack('<BI2I4', blob)
@@ -81,8 +79,7 @@ if blob then
   pos = pos + names_len
   local at = pos + 20 * m
   for j = 1, m do
-    ts[j] = string.sub(blob, pos, pos + 7)
-    seq[j] = string.sub(blob, pos + 8, pos + 15)
+    recs[j] = string.sub(blob, pos, pos + 19)
     local len = struct.unpack('<i4', blob, pos + 16)
     pos = pos + 20
     if len >= 0 then
@@ -94,7 +91,7 @@ if blob then
   end
 end
 local landed = 0
-for a = 1, #ARGV, 4 do
+for a = 1, #ARGV, 3 do
   local name = ARGV[a]
   local j = index[name]
   if not j then
@@ -103,33 +100,34 @@ for a = 1, #ARGV, 4 do
     names[j] = name
     index[name] = j
   end
-  if ts[j] == nil or newer(ARGV[a + 1], ARGV[a + 2], ts[j], seq[j]) then
-    ts[j] = ARGV[a + 1]
-    seq[j] = ARGV[a + 2]
-    local v = ARGV[a + 3]
-    if string.sub(v, 1, 1) == ',' then vals[j] = string.sub(v, 2) else vals[j] = false end
+  if recs[j] == nil or newer(ARGV[a + 1], recs[j]) then
+    local v = ARGV[a + 2]
+    if string.sub(v, 1, 1) == ',' then
+      vals[j] = string.sub(v, 2)
+      recs[j] = ARGV[a + 1] .. struct.pack('<i4', #v - 1)
+    else
+      vals[j] = false
+      recs[j] = ARGV[a + 1] .. struct.pack('<i4', -1)
+    end
     landed = landed + 1
   end
 end
 if landed == 0 then return 0 end
 local text = table.concat(names, '\\0') .. '\\0'
-local parts = {struct.pack('<BI2I4', 1, m, #text), text}
-for j = 1, m do
-  parts[#parts + 1] = ts[j] .. seq[j] .. struct.pack('<i4', vals[j] and #vals[j] or -1)
-end
+local parts = {struct.pack('<BI2I4', 1, m, #text), text, table.concat(recs)}
 for j = 1, m do
   if vals[j] then parts[#parts + 1] = vals[j] end
 end
 redis.call('SET', KEYS[1], table.concat(parts))
 return landed
 """
-_TIME = struct.Struct("<q")
+_TIMES = struct.Struct("<qq")
 
 
-def cell_args(field: str, cell: Stored) -> tuple[str, bytes, bytes, bytes]:
-    """A cell as :data:`WRITE_LUA`'s four arguments."""
+def cell_args(field: str, cell: Stored) -> tuple[str, bytes, bytes]:
+    """A cell as :data:`WRITE_LUA`'s three arguments."""
     ts, seq, value = cell
-    return field, _TIME.pack(ts), _TIME.pack(seq), b"" if value is None else b"," + value
+    return field, _TIMES.pack(ts, seq), b"" if value is None else b"," + value
 
 
 def malformed(detail: str) -> StoreError:
