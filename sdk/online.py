@@ -369,9 +369,8 @@ class OnlineReader:
         """Per key: values, version times and statuses of every feature, from the online cache.
 
         An :class:`OnlineBase` is read through its raw cell reads: a key or two cell by cell in
-        Python, more column-wise (:func:`_rows_of`: decoded by type in one call each; 100 keys x
-        50 features from Redis went from 22.8 to 6.1 ms p50 in bench/serving.py, across two days
-        of different machine speed); any other OnlineCache through its public ``get``. TTL is
+        Python, more column-wise (:func:`_rows_of`: decoded by type in one call each; docs/sdk.md
+        has the measured gain); any other OnlineCache through its public ``get``. TTL is
         applied later, at assembly, so a cached cell can expire while it sits in the in-process
         cache.
         """
