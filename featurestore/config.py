@@ -57,6 +57,13 @@ class FlinkConfig(_Strict):
     state_backend: Literal["rocksdb", "hashmap"] = Field(
         "rocksdb", description="rocksdb: state beyond memory (30-day windows); hashmap: faster, in heap"
     )
+    managed_memory: str | None = Field(
+        "1g",
+        pattern=r"^[0-9]+ *(?i:[kmgt]b?|bytes?)?$",
+        description="memory Flink manages per TaskManager when the job runs on the local MiniCluster: "
+        "RocksDB's block cache and write buffers, and the Python workers (none: Flink's local default, "
+        "128 MB, shared by every operator; a remote cluster sizes its own TaskManagers)",
+    )
     python_executable: str | None = Field(None, description="Python for Flink's Python workers")
     arrow_batch_size: int = Field(10_000, ge=1)
     bundle_size: int = Field(100_000, ge=1)

@@ -74,6 +74,11 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         "restart-strategy.fixed-delay.attempts": str(flink.restart_attempts),
         "restart-strategy.fixed-delay.delay": f"{parse_duration_ms(flink.restart_delay)} ms",
     }
+    if flink.mode == "local" and flink.managed_memory is not None:
+        # A MiniCluster gets 128 MB of managed memory unless told: RocksDB's block cache and write
+        # buffers for every stateful operator of the job come out of it (docs/compiler.md: the
+        # plan alone at RocksDB, 348k clicks, 170.8 -> 141.5 s with 1 GB and object reuse)
+        options["taskmanager.memory.managed.size"] = flink.managed_memory
     options.update(target_options(flink))
     return options
 

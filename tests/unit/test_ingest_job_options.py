@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from featurestore.config import FlinkConfig
 from ingestion.job import WriteRange, flink_options, job_failure
 
@@ -13,6 +16,18 @@ def test_a_failing_job_gives_up_after_the_configured_restarts() -> None:
     assert options["restart-strategy.type"] == "fixed-delay"
     assert options["restart-strategy.fixed-delay.attempts"] == "2"
     assert options["restart-strategy.fixed-delay.delay"] == "3000 ms"
+
+
+def test_a_local_job_gets_the_configured_managed_memory_and_a_remote_one_its_clusters() -> None:
+    local = flink_options(FlinkConfig(checkpoint_dir="/tmp/checkpoints"))
+    assert local["taskmanager.memory.managed.size"] == "1g"
+    assert flink_options(FlinkConfig(checkpoint_dir="/c", managed_memory="512m"))[
+        "taskmanager.memory.managed.size"] == "512m"
+    assert "taskmanager.memory.managed.size" not in flink_options(FlinkConfig(checkpoint_dir="/c", managed_memory=None))
+    remote = flink_options(FlinkConfig(checkpoint_dir="/c", mode="remote", address="127.0.0.1:8081"))
+    assert "taskmanager.memory.managed.size" not in remote
+    with pytest.raises(ValidationError, match="managed_memory"):
+        FlinkConfig(managed_memory="a lot")
 
 
 def test_a_failed_job_reads_as_its_innermost_cause() -> None:
