@@ -68,6 +68,7 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         "python.client.executable": flink.python_executable or sys.executable,
         "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
         "python.fn-execution.bundle.size": str(flink.bundle_size),
+        "python.fn-execution.bundle.time": str(parse_duration_ms(flink.bundle_time)),
         # Flink's default with checkpoints is to restart forever: a sink that cannot write (a store
         # down for good, a table missing) would look like a job that hangs. Give up after a few.
         "restart-strategy.type": "fixed-delay",

@@ -30,6 +30,12 @@ def test_a_local_job_gets_the_configured_managed_memory_and_a_remote_one_its_clu
         FlinkConfig(managed_memory="a lot")
 
 
+def test_the_bundle_time_is_passed_in_milliseconds() -> None:
+    key = "python.fn-execution.bundle.time"
+    assert flink_options(FlinkConfig(checkpoint_dir="/c"))[key] == "1000"
+    assert flink_options(FlinkConfig(checkpoint_dir="/c", bundle_time="100ms"))[key] == "100"
+
+
 def test_a_failed_job_reads_as_its_innermost_cause() -> None:
     trace = "\n".join(
         [
