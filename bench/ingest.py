@@ -156,7 +156,7 @@ def throughput(events: int, work: Path, flink: dict[str, Any] | None = None, suf
     plain rate of the big job, N / T(N), is reported beside it. A first small job warms up the
     process (imports, JIT, the stores) and is not counted. Where the time goes: CPU seconds per
     component during the big job, and per 1,000 events. ``flink``: profile options of every job;
-    ``suffix`` is appended to every key of the result."""
+    ``suffix`` marks every key of the result (:func:`suffixed`)."""
     n = max(1_000, events // 10)
     _job(n, work, split=False, flink=flink)  # warm-up
     big = _job(events, work, split=True, flink=flink)
@@ -184,7 +184,7 @@ def throughput(events: int, work: Path, flink: dict[str, Any] | None = None, suf
 
 def freshness(rate: int, duration_s: float, work: Path, suffix: str = "") -> dict[str, Any]:
     """Event to Redis delay of sampled events while the producer sends ``rate`` events/s (keys
-    end with ``suffix``)."""
+    marked with ``suffix``: :func:`suffixed`)."""
     from confluent_kafka import Producer
 
     run = uuid.uuid4().hex[:8]

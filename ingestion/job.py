@@ -68,7 +68,7 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         "python.client.executable": flink.python_executable or sys.executable,
         "python.fn-execution.arrow.batch.size": str(flink.arrow_batch_size),
         "python.fn-execution.bundle.size": str(flink.bundle_size),
-        "python.fn-execution.bundle.time": str(parse_duration_ms(flink.bundle_time)),
+        "python.fn-execution.bundle.time": str(_bundle_time_ms(flink)),
         # Flink's default with checkpoints is to restart forever: a sink that cannot write (a store
         # down for good, a table missing) would look like a job that hangs. Give up after a few.
         "restart-strategy.type": "fixed-delay",
@@ -82,6 +82,13 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         options["taskmanager.memory.managed.size"] = flink.managed_memory
     options.update(target_options(flink))
     return options
+
+
+def _bundle_time_ms(flink: FlinkConfig) -> int:
+    millis = parse_duration_ms(flink.bundle_time, what="flink.bundle_time")
+    if millis <= 0:  # Flink refuses it only when the Python operators open, deep in a job's failure
+        raise ConfigError(f"flink.bundle_time must be longer than 0, got {flink.bundle_time!r}", hint="e.g. 100ms")
+    return millis
 
 
 def target_options(flink: FlinkConfig) -> dict[str, str]:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from featurestore.config import FlinkConfig
+from featurestore.errors import ConfigError, TimeSemanticsError
 from ingestion.job import WriteRange, flink_options, job_failure
 
 
@@ -34,6 +35,10 @@ def test_the_bundle_time_is_passed_in_milliseconds() -> None:
     key = "python.fn-execution.bundle.time"
     assert flink_options(FlinkConfig(checkpoint_dir="/c"))[key] == "1000"
     assert flink_options(FlinkConfig(checkpoint_dir="/c", bundle_time="100ms"))[key] == "100"
+    with pytest.raises(ConfigError, match=r"flink\.bundle_time must be longer than 0"):
+        flink_options(FlinkConfig(checkpoint_dir="/c", bundle_time="0s"))
+    with pytest.raises(TimeSemanticsError, match=r"flink\.bundle_time 'soon' is not a duration"):
+        flink_options(FlinkConfig(checkpoint_dir="/c", bundle_time="soon"))
 
 
 def test_a_failed_job_reads_as_its_innermost_cause() -> None:
