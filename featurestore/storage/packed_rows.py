@@ -257,9 +257,45 @@ UNPACKED_MAX_KEYS = 2
 
 def read_cells(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:
     """The cells of ``features`` for one packed row per key (None: the key has no row)."""
+    if len(replies) == 1 and replies[0] is not None:
+        return one_row_cells(replies[0], tuple(features))
     if len(replies) <= UNPACKED_MAX_KEYS:
         return CellColumns.from_rows(rows(replies, features), features)
     return cell_columns(replies, features)
+
+
+def one_row_cells(row: bytes, features: tuple[str, ...]) -> CellColumns:
+    """The cells of ``features`` in one key's row: its records viewed as numpy records in place
+    (a quarter of the time of unpacking its cells in Python for 50 features)."""
+    layout = _layout(row)
+    m = len(layout.names)
+    tail = layout.records_at + m * _RECORD.size
+    if len(row) < tail:
+        raise malformed(f"{len(row)} bytes hold no {m} records")
+    records = np.frombuffer(row, _RECORDS, m, layout.records_at)
+    lengths = records["length"].astype(np.int64)
+    has_value = lengths >= 0
+    if m and (lengths.min() < -1 or tail + int(lengths[has_value].sum()) != len(row)):
+        raise malformed("its values do not fill it to its end")
+    lengths[~has_value] = 0
+    starts = np.cumsum(lengths) - lengths + tail
+    fields, columns = layout.columns(features)
+    data = np.frombuffer(row, np.uint8)
+    if len(columns) == len(features):  # every feature asked for is in the row (the usual read)
+        order = fields[np.argsort(columns)]
+        return CellColumns(1, np.ones(len(features), np.bool_), records["ts"][order], has_value[order],
+                           starts[order], lengths[order], data)
+    found = np.zeros(len(features), np.bool_)
+    found[columns] = True
+    times = np.zeros(len(features), np.int64)
+    times[columns] = records["ts"][fields]
+    valued = np.zeros(len(features), np.bool_)
+    valued[columns] = has_value[fields]
+    start = np.zeros(len(features), np.int64)
+    start[columns] = starts[fields]
+    length = np.zeros(len(features), np.int64)
+    length[columns] = lengths[fields]
+    return CellColumns(1, found, times, valued, start, length, data)
 
 
 def cell_columns(replies: Sequence[bytes | None], features: Sequence[str]) -> CellColumns:

@@ -114,6 +114,9 @@ def test_columns_read_as_the_cell_by_cell_rules(rows: list[dict[str, Stored]], a
         assert result(packed_rows.cell_columns(replies, names), names, now).equals(want)
         # the per-row unpacking a read of few keys takes, and read_stored's rows
         assert packed_rows.rows(replies, names) == [{n: r[n] for n in names if n in r} for r in rows]
+        for i, (row, reply) in enumerate(zip(rows, replies, strict=True)):  # a read of one key
+            want_one = reference([row], names, now)
+            assert result(packed_rows.read_cells([reply], names), names, now).equals(want_one), i
 
 
 def test_many_keys_one_type_and_every_status() -> None:
@@ -170,6 +173,8 @@ def test_rows_no_writer_wrote_are_store_errors(row: bytes) -> None:
     names = ("int64_f", "string_f")
     with pytest.raises(StoreError, match="not a packed row"):
         packed_rows.rows([row], names)
+    with pytest.raises(StoreError, match="not a packed row"):
+        packed_rows.one_row_cells(row, names)
     with pytest.raises(StoreError, match="not a packed row"):
         packed_rows.cell_columns([packed_rows.pack({"n2": (1, 1, None)}), row] * 50, names)
 
