@@ -5,11 +5,13 @@
 
 History: synthetic events (Zipf-skewed users, arrivals up to 20 minutes late, 2% of them later
 than the 30 s disorder) landed as Avro by landing hour with ``featurestore.eventlog.land``
-(rows in arrival order, files overlapping in event time), on local disk.
+(rows in arrival order, files overlapping in event time), on local disk; and the same events,
+files and rows landed as Parquet (pyarrow's defaults: snappy, dictionary-encoded strings).
 
 * replay: the ``hdfs-replay`` table (P = 8 partitions by user) into a ``blackhole`` sink, with its
   partition and position metadata selected; the job's wall time, and the same job over an empty
-  time range to measure Flink's fixed start cost (the "marginal" rate takes it out).
+  time range to measure Flink's fixed start cost (the "marginal" rate takes it out); the same
+  over the Parquet history (``replay_parquet_events_per_s``).
 * end to end: ``featurestore backfill`` of examples/ctr's ``user_click_features`` (5 window
   groups, 10m..30d) over synthetic clicks landed the same way, into the real stores (HBase,
   Redis, the Iceberg log): events/s = clicks / job wall time, and versions/s written.
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 START = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 HOUR = 3_600_000
 LAYOUT = "events/views/dt={date}/hour={hour}/*.avro"
+PARQUET_LAYOUT = LAYOUT.replace(".avro", ".parquet")
 PARTITIONS = 8
 AVRO = {
     "type": "record",
@@ -78,10 +81,11 @@ def generate(events: int, hours: int, seed: int = 3) -> pa.Table:
     ).sort_by("arrival_ms")
 
 
-def source() -> Any:
+def source(fmt: str = "avro") -> Any:
     from registry.models import Source
 
-    return Source(name="views", avro_schema=AVRO, event_time="ts", batch={"path": LAYOUT})
+    batch = {"path": LAYOUT if fmt == "avro" else PARQUET_LAYOUT, "format": fmt}
+    return Source(name="views", avro_schema=AVRO, event_time="ts", batch=batch)
 
 
 def table_env(jar: str, parallelism: int) -> Any:
@@ -164,12 +168,12 @@ SINK = """CREATE TEMPORARY TABLE sink (
 ) WITH ('connector' = 'blackhole')"""
 
 
-def run_replay(root: str, jar: str, parallelism: int, *, empty: bool = False) -> float:
+def run_replay(root: str, jar: str, parallelism: int, *, empty: bool = False, fmt: str = "avro") -> float:
     from backfill.replay import ReplaySpec, replay_ddl
 
     spec = ReplaySpec(key_fields=("user_id",), partitions=PARTITIONS, end_ms=START - HOUR if empty else None)
     env = table_env(jar, parallelism)
-    for ddl in replay_ddl(source(), table="view_events", history_root=root, spec=spec):
+    for ddl in replay_ddl(source(fmt), table="view_events", history_root=root, spec=spec):
         env.execute_sql(ddl)
     env.execute_sql(SINK)
     started = time.perf_counter()
@@ -230,13 +234,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-backfill-") as tmp:
         root = f"{tmp}/history"
         began = time.perf_counter()
-        files = eventlog.land(
-            generate(events, hours), root, LAYOUT, fmt="avro", avro_schema=AVRO, landing_column="arrival_ms"
-        )
+        history = generate(events, hours)
+        files = eventlog.land(history, root, LAYOUT, fmt="avro", avro_schema=AVRO, landing_column="arrival_ms")
         land_s = time.perf_counter() - began
+        parquet_root = f"{tmp}/history-parquet"  # the same events, files and rows as Parquet
+        eventlog.land(history, parquet_root, PARQUET_LAYOUT, fmt="parquet", avro_schema=AVRO,
+                      landing_column="arrival_ms")
         run_replay(root, jar, 1, empty=True)  # warm the gateway JVM and the planner; not measured
         fixed_s = run_replay(root, jar, 1, empty=True)
         replay = {p: run_replay(root, jar, p) for p in ((1,) if args.quick else (1, 2))}
+        parquet = {p: run_replay(parquet_root, jar, p, fmt="parquet") for p in replay}
         naive_s, steps = run_naive(root, jar)
         end_to_end = run_end_to_end(tmp, E2E_SIZES[size])
 
@@ -247,6 +254,7 @@ def main() -> None:
     best_p = min(replay, key=lambda p: replay[p])
     replay_s = replay[best_p]
     rows = [(f"replay, parallelism {p}", sec, events / sec, marginal_rate(sec)) for p, sec in replay.items()]
+    rows += [(f"replay of Parquet, parallelism {p}", sec, events / sec, marginal_rate(sec)) for p, sec in parquet.items()]
     rows.append(("naive: fastavro + sort + from_pandas", naive_s, events / naive_s, float("nan")))
     print(f"{events:,} events in {len(files)} Avro files ({hours} landing hours); landed in {land_s:.1f} s")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work shares them)")
@@ -271,6 +279,8 @@ def main() -> None:
         "replay_events_per_s": round(events / replay_s),
         "replay_marginal_events_per_s": None if math.isnan(marginal_rate(replay_s)) else round(marginal_rate(replay_s)),
         **{f"replay_p{p}_events_per_s": round(events / seconds) for p, seconds in replay.items()},
+        "replay_parquet_events_per_s": round(events / min(parquet.values())),
+        **{f"replay_parquet_p{p}_events_per_s": round(events / seconds) for p, seconds in parquet.items()},
         "flink_fixed_seconds": round(fixed_s, 3),
         "naive_seconds": round(naive_s, 3),
         "naive_events_per_s": round(events / naive_s),

@@ -70,11 +70,6 @@ class ReplaySpec:
 def _check(source: Source, spec: ReplaySpec) -> None:
     if source.batch is None:
         raise ValidationError(f"source {source.name!r} has no batch binding to replay")
-    if source.batch.format != "avro":
-        raise ValidationError(
-            f"source {source.name!r}: the replay reads Avro history, not {source.batch.format}",
-            hint="land the history as Avro (parquet replay is not implemented yet)",
-        )
     if not spec.key_fields:
         raise ValidationError("a replay needs at least one key field")
     columns = source.columns

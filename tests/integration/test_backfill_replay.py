@@ -57,6 +57,10 @@ IMPRESSION_AVRO = {
     ],
 }
 SOURCE = Source(name="impressions", avro_schema=IMPRESSION_AVRO, event_time="ts", batch={"path": LAYOUT})
+# the same history landed as Parquet (pyarrow's types: int64 ts, int32 position, a nullable int64)
+PARQUET_LAYOUT = LAYOUT.replace(".avro", ".parquet")
+PARQUET_SOURCE = SOURCE.model_copy(update={"batch": SOURCE.batch.model_copy(update={"path": PARQUET_LAYOUT,  # type: ignore[union-attr]
+                                                                                     "format": "parquet"})})
 LATE_BY_MS = int(2.5 * HOUR_MS)
 
 
@@ -94,12 +98,12 @@ def _events(rows_per_day: int, days: int = 2, seed: int = 11) -> pa.Table:
     return table.take(pa.array(rng.permutation(n)))  # rows inside a file in no time order at all
 
 
-def _land(root: str, events: pa.Table, rows_per_file: int = 400) -> None:
+def _land(root: str, events: pa.Table, rows_per_file: int = 400, fmt: str = "avro") -> None:
     eventlog.land(
         events,
         root,
-        LAYOUT,
-        fmt="avro",
+        LAYOUT if fmt == "avro" else PARQUET_LAYOUT,
+        fmt=fmt,
         avro_schema=IMPRESSION_AVRO,
         landing_column="arrival_ms",
         rows_per_file=rows_per_file,
@@ -113,15 +117,17 @@ def _landing_start(path: str) -> int:
     return int(day.timestamp() * 1000) + hour * HOUR_MS
 
 
-def expected(root: str, spec: ReplaySpec) -> pd.DataFrame:
+def expected(root: str, spec: ReplaySpec, source: Source = SOURCE) -> pd.DataFrame:
     """The specification: every row in range, not beyond max-lateness, with its partition, in
     (partition, event time, file, row) order."""
-    ref = eventlog.read(root, LAYOUT, fmt="avro", with_position=True).to_pandas()
-    partitions = spec.partitions_for(SOURCE)
+    assert source.batch is not None
+    layout = source.batch.path
+    ref = eventlog.read(root, layout, fmt=source.batch.format, with_position=True).to_pandas()
+    partitions = spec.partitions_for(source)
     ref["partition"] = [
         partition_for(encode_key(list(k)), partitions) for k in zip(*(ref[c] for c in spec.key_fields), strict=True)
     ]
-    starts = [_landing_start(p) for p in eventlog.files(root, LAYOUT)]
+    starts = [_landing_start(p) for p in eventlog.files(root, layout)]
     horizon = np.minimum.accumulate(np.array(starts[::-1]) - spec.max_lateness_ms)[::-1]
     ref["beyond"] = ref["ts"].to_numpy() < horizon[ref["_file"].to_numpy()]
     keep = np.ones(len(ref), dtype=bool)
@@ -177,21 +183,45 @@ def local_history(tmp_path_factory: pytest.TempPathFactory) -> str:
 def hdfs_history(services: object) -> Iterator[str]:
     root = f"{ports.HDFS_URI}/tests/replay-{uuid.uuid4().hex[:8]}"
     _land(root, _events(6_000))
+    _land(root, _events(6_000), fmt="parquet")
     yield root
     open_fs(root).delete(root)
 
 
-@pytest.mark.parametrize("where", ["local", "hdfs"])
+@pytest.mark.parametrize(("where", "fmt"), [("local", "avro"), ("hdfs", "avro"), ("hdfs", "parquet")])
 def test_replay_is_ordered_partitioned_and_exactly_once(
-    where: str, request: pytest.FixtureRequest, jar: str, tmp_path: Path
+    where: str, fmt: str, request: pytest.FixtureRequest, jar: str, tmp_path: Path
 ) -> None:
     root = request.getfixturevalue(f"{where}_history")
+    source = SOURCE if fmt == "avro" else PARQUET_SOURCE
     spec = ReplaySpec(key_fields=("user_id",), partitions=5, max_lateness_ms=3 * HOUR_MS)
-    ref = expected(root, spec)
-    assert len(eventlog.files(root, LAYOUT)) > 40  # many small, overlapping files
+    ref = expected(root, spec, source)
+    assert source.batch is not None and len(eventlog.files(root, source.batch.path)) > 40  # many small, overlapping files
     assert not ref["beyond"].any()
-    out = read_replay(SOURCE, history_root=root, spec=spec, work_dir=tmp_path, jars=[jar], parallelism=2)
+    out = read_replay(source, history_root=root, spec=spec, work_dir=tmp_path, jars=[jar], parallelism=2)
     check_replay(out, ref, spec)
+
+
+def test_parquet_timestamps_of_any_unit_replay_as_epoch_ms_and_a_missing_column_is_named(
+    jar: str, tmp_path: Path
+) -> None:
+    """A Parquet timestamp column in ms, us or ns replays as the epoch ms the Avro history holds; a
+    file without a declared column fails the job with the file and the column."""
+    events = _events(500, days=1).drop_columns(["late"])
+    ts_ms = events["ts"].to_numpy()
+    spec = ReplaySpec(key_fields=("user_id",), partitions=2, max_lateness_ms=3 * HOUR_MS)
+    for unit in ("ms", "us", "ns"):
+        root = str(tmp_path / unit)
+        scaled = pa.array(ts_ms * {"ms": 1, "us": 1_000, "ns": 1_000_000}[unit], pa.int64()).cast(pa.timestamp(unit))
+        _land(root, events.set_column(events.schema.get_field_index("ts"), "ts", scaled), fmt="parquet")
+        out = read_replay(PARQUET_SOURCE, history_root=root, spec=spec, work_dir=tmp_path / f"{unit}-work", jars=[jar])
+        got = dict(zip(out["impression_id"].to_pylist(), out["ts"].to_pylist(), strict=True))
+        assert got == dict(zip(events["impression_id"].to_pylist(), ts_ms.tolist(), strict=True)), unit
+    root = str(tmp_path / "no-device")
+    kept = [f["name"] for f in IMPRESSION_AVRO["fields"] if f["name"] != "device"]  # type: ignore[index]
+    eventlog.land(events, root, PARQUET_LAYOUT, fmt="parquet", landing_column="arrival_ms", columns=kept)
+    with pytest.raises(TerminalError, match=r"\.parquet has no field 'device'"):
+        read_replay(PARQUET_SOURCE, history_root=root, spec=spec, work_dir=tmp_path / "bad-work", jars=[jar])
 
 
 def test_time_range_and_a_two_column_key(local_history: str, jar: str, tmp_path: Path) -> None:

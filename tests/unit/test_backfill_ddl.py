@@ -72,13 +72,18 @@ def test_defaults_without_a_stream_binding_and_explicit_options() -> None:
     assert options["partitions"] == "1"
     assert options["path"] == "/h"
     assert options["max-lateness-ms"] == "60000" and options["on-late"] == "drop"
+    assert options["format"] == "avro"
+
+
+def test_parquet_history_is_replayed_as_parquet() -> None:
+    source = Source.model_validate({**SOURCE.model_dump(), "batch": {"path": LAYOUT, "format": "parquet"}})
+    assert replay_options(source, history_root="/h", spec=ReplaySpec(key_fields=("user_id",)))["format"] == "parquet"
 
 
 @pytest.mark.parametrize(
     ("change", "spec", "message"),
     [
         ({"batch": None}, ReplaySpec(key_fields=("user_id",)), "no batch binding"),
-        ({"batch": {"path": LAYOUT, "format": "parquet"}}, ReplaySpec(key_fields=("user_id",)), "Avro"),
         ({}, ReplaySpec(key_fields=()), "key field"),
         ({}, ReplaySpec(key_fields=("nope",)), "no column 'nope'"),
         ({}, ReplaySpec(key_fields=("user_id",), partitions=0), "at least 1"),

@@ -1,7 +1,6 @@
 package featurestore.backfill.replay;
 
 import java.io.BufferedInputStream;
-import java.io.Closeable;
 import java.io.IOException;
 import org.apache.avro.file.DataFileStream;
 import org.apache.avro.Schema;
@@ -9,7 +8,7 @@ import org.apache.hadoop.fs.FileSystem;
 import org.apache.hadoop.fs.Path;
 
 /** Reads one Avro history file front to back (local or HDFS, through the Hadoop client). */
-final class AvroFileScanner implements Closeable {
+final class AvroFileScanner implements HistoryScanner {
     private final DataFileStream<Object[]> stream;
     private Object[] reuse;
     private long nextRow;
@@ -22,19 +21,20 @@ final class AvroFileScanner implements Closeable {
         reader.delegate = decoder.reader(stream.getSchema(), path);
     }
 
-    boolean hasNext() {
+    @Override
+    public boolean hasNext() {
         return stream.hasNext();
     }
 
-    /** The next row's needed values (the array is reused between calls). */
-    Object[] next() throws IOException {
+    @Override
+    public Object[] next() throws IOException {
         reuse = stream.next(reuse);
         nextRow++;
         return reuse;
     }
 
-    /** The index in the file of the record last returned by next(). */
-    long row() {
+    @Override
+    public long row() {
         return nextRow - 1;
     }
 

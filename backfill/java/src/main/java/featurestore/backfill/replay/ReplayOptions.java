@@ -11,8 +11,12 @@ public final class ReplayOptions implements Serializable {
     /** What to do with a row whose event time is below its file's horizon (see docs/backfill.md). */
     public enum OnLate { FAIL, DROP }
 
+    /** The history files' format. */
+    public enum Format { AVRO, PARQUET }
+
     final String root;
     final String layout;
+    final Format format;
     final int partitions;
     final List<String> keyFields;
     final String eventTimeField;
@@ -31,11 +35,12 @@ public final class ReplayOptions implements Serializable {
     /** Metadata keys appended after the physical columns, in order. */
     final List<String> metadataKeys;
 
-    ReplayOptions(String root, String layout, int partitions, List<String> keyFields, String eventTimeField,
+    ReplayOptions(String root, String layout, Format format, int partitions, List<String> keyFields, String eventTimeField,
             long startMs, long endMs, double eventsPerSecond, long rateFromMs, double speedUp, long maxLatenessMs, OnLate onLate,
             List<String> fieldNames, List<LogicalType> fieldTypes, List<String> metadataKeys) {
         this.root = root;
         this.layout = layout;
+        this.format = format;
         this.partitions = partitions;
         this.keyFields = List.copyOf(keyFields);
         this.eventTimeField = eventTimeField;
@@ -52,7 +57,7 @@ public final class ReplayOptions implements Serializable {
     }
 
     ReplayOptions withProduced(List<String> names, List<LogicalType> types, List<String> metadata) {
-        return new ReplayOptions(root, layout, partitions, keyFields, eventTimeField, startMs, endMs, eventsPerSecond,
+        return new ReplayOptions(root, layout, format, partitions, keyFields, eventTimeField, startMs, endMs, eventsPerSecond,
                 rateFromMs, speedUp, maxLatenessMs, onLate, names, types, metadata);
     }
 }

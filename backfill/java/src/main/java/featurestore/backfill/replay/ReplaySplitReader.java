@@ -61,7 +61,7 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
     private long[] horizon;
     private int scanFile;
     private long currentHorizon = Long.MIN_VALUE;
-    private AvroFileScanner scanner;
+    private HistoryScanner scanner;
     private StringData scanPath;
     private boolean rescan;
     private long rateStartNanos;
@@ -264,7 +264,7 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
     private void readChunk() throws IOException {
         if (scanner == null) {
             HistoryFile file = files.get(scanFile);
-            scanner = new AvroFileScanner(file.path, decoder);
+            scanner = HistoryScanner.open(opts.format, file.path, decoder);
             scanPath = StringData.fromString(file.path);
         }
         final int fileIndex = scanFile;

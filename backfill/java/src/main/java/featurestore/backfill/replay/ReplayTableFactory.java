@@ -24,7 +24,7 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
     public static final ConfigOption<String> LAYOUT = ConfigOptions.key("layout").stringType().noDefaultValue()
             .withDescription("files under the root, e.g. events/clicks/dt={date}/hour={hour}/*.avro");
     public static final ConfigOption<String> FORMAT = ConfigOptions.key("format").stringType().defaultValue("avro")
-            .withDescription("file format: avro");
+            .withDescription("file format: avro or parquet");
     public static final ConfigOption<Integer> PARTITIONS = ConfigOptions.key("partitions").intType()
             .noDefaultValue().withDescription("number of partitions (splits), as the source's Kafka topic has");
     public static final ConfigOption<String> KEY_FIELDS = ConfigOptions.key("key.fields").stringType()
@@ -72,9 +72,11 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
         FactoryUtil.TableFactoryHelper helper = FactoryUtil.createTableFactoryHelper(this, context);
         helper.validate();
         ReadableConfig options = helper.getOptions();
-        String format = options.get(FORMAT);
-        if (!"avro".equals(format)) {
-            throw new ValidationException("hdfs-replay: format '" + format + "' is not supported yet; use avro");
+        ReplayOptions.Format format;
+        try {
+            format = ReplayOptions.Format.valueOf(options.get(FORMAT).toUpperCase(java.util.Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new ValidationException("hdfs-replay: 'format' must be avro or parquet, not " + options.get(FORMAT));
         }
         int partitions = options.get(PARTITIONS);
         if (partitions < 1) {
@@ -115,7 +117,7 @@ public final class ReplayTableFactory implements DynamicTableSourceFactory {
         if (start >= end) {
             throw new ValidationException("hdfs-replay: scan.start-ms must be below scan.end-ms");
         }
-        ReplayOptions opts = new ReplayOptions(options.get(PATH), options.get(LAYOUT), partitions, keys,
+        ReplayOptions opts = new ReplayOptions(options.get(PATH), options.get(LAYOUT), format, partitions, keys,
                 options.get(EVENT_TIME_FIELD), start, end, options.getOptional(RATE).orElse(0.0),
                 options.getOptional(RATE_FROM_MS).orElse(Long.MIN_VALUE), options.getOptional(SPEED_UP).orElse(0.0),
                 maxLateness, onLate,

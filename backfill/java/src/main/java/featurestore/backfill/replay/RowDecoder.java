@@ -2,7 +2,6 @@ package featurestore.backfill.replay;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -16,9 +15,10 @@ import org.apache.flink.table.types.logical.LogicalType;
 import org.apache.flink.table.types.logical.LogicalTypeRoot;
 
 /**
- * Avro rows to Flink rows: the declared columns by name, the partition from the key columns,
- * the event time, and the metadata columns. Decodes only the columns it needs (a projected Avro
- * {@link RowDatumReader} skips the rest), and only converts the rows of partitions it owns.
+ * History rows to Flink rows: the declared columns by name, the partition from the key columns,
+ * the event time, and the metadata columns. A {@link HistoryScanner} reads only the columns it
+ * needs ({@link #needed()}, in that order: a projected Avro {@link RowDatumReader} skips the rest, a
+ * Parquet scanner reads only their column chunks), and only the rows of owned partitions are converted.
  */
 final class RowDecoder {
     static final String META_PARTITION = "partition";
@@ -33,9 +33,9 @@ final class RowDecoder {
     private final LogicalTypeRoot[] roots;
     private final int width;
     private final List<String> needed;
-    private int[] fieldPos;
-    private int[] keyPos;
-    private int tsPos;
+    private final int[] fieldPos;
+    private final int[] keyPos;
+    private final int tsPos;
     private byte[] keyBuf = new byte[64];
     private int keyLen;
 
@@ -49,12 +49,7 @@ final class RowDecoder {
         Set<String> names = new LinkedHashSet<>(opts.fieldNames);
         names.addAll(opts.keyFields);
         names.add(opts.eventTimeField);
-        this.needed = new ArrayList<>(names);
-    }
-
-    /** A datum reader for a file with this writer schema; binds the positions of the needed fields. */
-    RowDatumReader reader(Schema writer, String path) throws IOException {
-        RowDatumReader reader = new RowDatumReader(writer, needed, path);
+        this.needed = List.copyOf(names);
         fieldPos = new int[opts.fieldNames.size()];
         for (int i = 0; i < fieldPos.length; i++) {
             fieldPos[i] = needed.indexOf(opts.fieldNames.get(i));
@@ -64,7 +59,16 @@ final class RowDecoder {
             keyPos[i] = needed.indexOf(opts.keyFields.get(i));
         }
         tsPos = needed.indexOf(opts.eventTimeField);
-        return reader;
+    }
+
+    /** The columns a row is read into, in the order of a scanner's values. */
+    List<String> needed() {
+        return needed;
+    }
+
+    /** A datum reader for an Avro file with this writer schema. */
+    RowDatumReader reader(Schema writer, String path) throws IOException {
+        return new RowDatumReader(writer, needed, path);
     }
 
     long eventTime(Object[] rec, String path, long row) throws IOException {
