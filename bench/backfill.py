@@ -254,7 +254,8 @@ def main() -> None:
     best_p = min(replay, key=lambda p: replay[p])
     replay_s = replay[best_p]
     rows = [(f"replay, parallelism {p}", sec, events / sec, marginal_rate(sec)) for p, sec in replay.items()]
-    rows += [(f"replay of Parquet, parallelism {p}", sec, events / sec, marginal_rate(sec)) for p, sec in parquet.items()]
+    rows += [(f"replay of Parquet, parallelism {p}", sec, events / sec, marginal_rate(sec))
+             for p, sec in parquet.items()]
     rows.append(("naive: fastavro + sort + from_pandas", naive_s, events / naive_s, float("nan")))
     print(f"{events:,} events in {len(files)} Avro files ({hours} landing hours); landed in {land_s:.1f} s")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work shares them)")

@@ -196,7 +196,8 @@ def test_replay_is_ordered_partitioned_and_exactly_once(
     source = SOURCE if fmt == "avro" else PARQUET_SOURCE
     spec = ReplaySpec(key_fields=("user_id",), partitions=5, max_lateness_ms=3 * HOUR_MS)
     ref = expected(root, spec, source)
-    assert source.batch is not None and len(eventlog.files(root, source.batch.path)) > 40  # many small, overlapping files
+    assert source.batch is not None
+    assert len(eventlog.files(root, source.batch.path)) > 40  # many small, overlapping files
     assert not ref["beyond"].any()
     out = read_replay(source, history_root=root, spec=spec, work_dir=tmp_path, jars=[jar], parallelism=2)
     check_replay(out, ref, spec)
