@@ -1,5 +1,5 @@
-"""replay == live: the same events sent through Kafka and replayed from history on HDFS give the
-same versions (key, feature, version time, value) in HBase and the Iceberg log; a backfill warms
+"""replay == live: the same events sent through Kafka and replayed from history on HDFS (Avro, and
+Parquet) give the same versions (key, feature, version time, value) in HBase and the Iceberg log; a backfill warms
 its windows from the history before its range and writes only the range; rerunning is idempotent;
 a live job continuing a backfill (the hand-over) gives what one live job over everything gives."""
 
@@ -122,9 +122,25 @@ def test_replay_equals_live_and_backfill_reruns_idempotently(services: object, t
         assert _versions(replayed, definitions, users, everything) == first
 
         # the whole history up to 31 days after the last event: equal to live everywhere
-        whole = plan_backfill(definitions, [TABLE], START, START + dt.timedelta(days=3 + 31))
-        run_backfill(replayed, definitions, whole)
-        assert _versions(replayed, definitions, users, everything) == _versions(live, definitions, users, everything)
+        whole_end = START + dt.timedelta(days=3 + 31)
+        run_backfill(replayed, definitions, plan_backfill(definitions, [TABLE], START, whole_end))
+        live_versions = _versions(live, definitions, users, everything)
+        assert _versions(replayed, definitions, users, everything) == live_versions
+
+        # the same history landed as Parquet: the whole backfill from it equals live too
+        as_parquet = _definitions(topic, history_format="parquet")
+        parquet_batch = as_parquet.source("clicks").batch
+        assert parquet_batch is not None and parquet_batch.format == "parquet"
+        parquet_history = f"{HDFS_URI}/test-backfill-parquet-{run}"
+        eventlog.land(clicks, parquet_history, parquet_batch.path, fmt="parquet", avro_schema=source.avro_schema,
+                      landing_column="arrival_ms")
+        from_parquet = _config(tmp_path, "parquet", run, parquet_history)
+        try:
+            run_backfill(from_parquet, as_parquet, plan_backfill(as_parquet, [TABLE], START, whole_end))
+            assert _versions(from_parquet, as_parquet, users, everything) == live_versions
+        finally:
+            _drop(from_parquet)
+            open_fs(parquet_history).delete(parquet_history)
 
         # hand-over: a backfill up to day 2, then a live job continuing at day 2 over a topic that
         # holds every event (before day 2 too): together they equal the live job, with no gap and

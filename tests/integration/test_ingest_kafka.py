@@ -33,13 +33,18 @@ TABLE = "user_click_features"
 PARTITIONS = 3
 
 
-def _definitions(topic: str) -> Definitions:
-    """examples/ctr with the clicks source on a topic of this test's own and all versions kept."""
+def _definitions(topic: str, history_format: str = "avro") -> Definitions:
+    """examples/ctr with the clicks source on a topic of this test's own (and its history in
+    ``history_format``) and all versions kept."""
     example = load_repo(ROOT / "examples" / "ctr")
     objects: list[Any] = []
     for obj in example.objects():
         if obj.name == "clicks" and type(obj).__name__ == "Source":
             obj = obj.model_copy(update={"stream": StreamBinding(topic=topic, format="avro", partitions=PARTITIONS)})
+            if history_format != "avro":
+                path = obj.batch.path.replace(".avro", f".{history_format}")
+                batch = obj.batch.model_copy(update={"path": path, "format": history_format})
+                obj = obj.model_copy(update={"batch": batch})
         if obj.name == TABLE:  # keep every version in HBase, so any time can be checked
             obj = obj.model_copy(update={"online_versions": None})
         objects.append(obj)
