@@ -381,3 +381,19 @@ def test_a_killed_replay_resumes_from_its_checkpoint_without_loss_or_duplicates(
     assert len(rows) == len(ref), "an event was lost"
     ordered = rows.sort_values(["__partition", "ts", "__file", "__row"], kind="stable")
     assert ordered["impression_id"].tolist() == ref["impression_id"].tolist()
+
+
+@pytest.mark.parametrize("fmt", ["avro", "parquet"])
+def test_a_corrupt_history_file_fails_the_replay_naming_the_file(fmt: str, jar: str, tmp_path: Path) -> None:
+    """A history file cut short (a copy that did not finish): the job fails with the file's path,
+    whichever format, and the message says where in it."""
+    root = str(tmp_path / "history")
+    source = SOURCE if fmt == "avro" else PARQUET_SOURCE
+    assert source.batch is not None
+    _land(root, _events(2_000, days=1).drop_columns(["late"]), rows_per_file=2_000, fmt=fmt)
+    files = eventlog.files(root, source.batch.path)
+    broken = Path(files[len(files) // 2])
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    spec = ReplaySpec(key_fields=("user_id",), partitions=2, max_lateness_ms=3 * HOUR_MS)
+    with pytest.raises(TerminalError, match=f"cannot read history file .*{broken.name}"):
+        read_replay(source, history_root=root, spec=spec, work_dir=tmp_path / "work", jars=[jar])

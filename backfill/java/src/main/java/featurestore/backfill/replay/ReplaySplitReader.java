@@ -184,7 +184,7 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
                 break;
             }
             if (scanFile < files.size() && horizon[scanFile] < opts.endMs) {
-                readChunk();
+                readChunkNamingTheFile();
             } else {
                 finishInput();
             }
@@ -259,6 +259,27 @@ final class ReplaySplitReader implements SplitReader<ReplayRecord, ReplaySplit> 
         // leave Flink waiting for it forever while fetch() returns empty batches.
         active.removeAll(finished);
         return handed == 0 ? -1 : handed;
+    }
+
+    /** {@link #readChunk()}; a failure to read a file (corrupt, truncated, gone) names the file and row. */
+    private void readChunkNamingTheFile() throws IOException {
+        int file = scanFile;
+        try {
+            readChunk();
+        } catch (IOException | RuntimeException e) {
+            if (e.getMessage() != null && e.getMessage().startsWith("hdfs-replay:")) {
+                throw e; // says where already
+            }
+            String where = scanner == null ? "opening it"
+                    : scanner.row() < 0 ? "at its first row" : "after row " + scanner.row();
+            try {
+                closeScanner();
+            } catch (IOException closing) {
+                e.addSuppressed(closing);
+            }
+            throw new IOException("hdfs-replay: cannot read history file " + files.get(file).path + " (" + where
+                    + "): " + e, e);
+        }
     }
 
     private void readChunk() throws IOException {
