@@ -275,7 +275,7 @@ def one_row_cells(row: bytes, features: tuple[str, ...]) -> CellColumns:
     records = np.frombuffer(row, _RECORDS, m, layout.records_at)
     lengths = records["length"].astype(np.int64)
     has_value = lengths >= 0
-    if m and (lengths.min() < -1 or tail + int(lengths[has_value].sum()) != len(row)):
+    if (m and lengths.min() < -1) or tail + int(lengths[has_value].sum()) != len(row):
         raise malformed("its values do not fill it to its end")
     lengths[~has_value] = 0
     starts = np.cumsum(lengths) - lengths + tail

@@ -164,6 +164,7 @@ def _corrupt() -> list[bytes]:
         good[:second_length] + (9).to_bytes(4, "little") + good[second_length + 4 :],
         good[:7] + b"\xff\xfe\0string_f\0" + good[head:],
         b"\x01\x03" + good[2:],  # three fields counted, two named
+        packed_rows.pack({}) + b"z",  # no field, yet more bytes
     ]
 
 
