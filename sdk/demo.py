@@ -306,9 +306,11 @@ def run_demo(
                 landing_column="arrival_ms",
             )
             notes.append(f"{name}: {len(paths)} {source.batch.format} files under {config.history}")
+        batches = {name: definitions.source(name).batch for name in events}
         history = {
-            name: eventlog.read(config.history, definitions.source(name).batch.path, fmt="avro")  # type: ignore[union-attr]
-            for name in events
+            name: eventlog.read(config.history, batch.path, fmt=batch.format)
+            for name, batch in batches.items()
+            if batch is not None
         }
         notes.append(f"read back {sum(t.num_rows for t in history.values()):,} events from the files")
 
