@@ -23,8 +23,13 @@ DEFAULT_PARTITIONS = 1
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid format)."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid format).
+    Never one starting with ``-`` (1 in 64 would), as Kafka's ``Uuid.randomUuid`` avoids too: a
+    command line would read it as an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(log_dir: Path, *, partitions: int = DEFAULT_PARTITIONS) -> dict[str, str]:
@@ -110,7 +115,8 @@ class KafkaService(Service):
                 java_argv(
                     classpath,
                     "kafka.tools.StorageTool",
-                    ["format", "-t", self._cluster_id(), "-c", str(conf / "server.properties")],
+                    # --cluster-id=ID: an id kept from before that starts with "-" is still a value
+                    ["format", f"--cluster-id={self._cluster_id()}", "-c", str(conf / "server.properties")],
                     heap="256m",
                     props=props,
                 ),

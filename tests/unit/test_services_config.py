@@ -113,6 +113,8 @@ def test_kafka_cluster_id_is_a_kafka_uuid() -> None:
     assert len(cluster_id) == 22 and "=" not in cluster_id
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
     assert new_cluster_id() != cluster_id
+    # 1 in 64 random ids starts with "-", which the format command would read as an option
+    assert not any(new_cluster_id().startswith("-") for _ in range(2_000))
 
 
 def test_redis_conf_loopback_no_persistence() -> None:
