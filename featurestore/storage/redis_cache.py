@@ -16,7 +16,8 @@ A read of n keys is one round trip: one ``MGET`` of their rows, sent on a pooled
 socket of its own (:class:`_ReadSockets`) and parsed by a hiredis reader as the bytes arrive,
 without redis-py's steps per reply. The rows are read in place (``packed_rows.cell_columns``:
 numpy views of their records, no Python object per cell), and ``online.cells_to_result``
-decodes the values by type. A read of a key or two is unpacked in Python instead, cheaper there.
+decodes the values by type. A read of one key views its row's records in place
+(``packed_rows.one_row_cells``); a read of two unpacks them in Python, cheaper there.
 
 The layout before packed rows (a hash per key at ``<prefix>:<table>:<encoded key>``) is not read:
 after an upgrade the cache fills again from the writers, as after a restart of Redis, and
