@@ -294,9 +294,11 @@ def run_demo(
 
     with _step(console, report, "3. Land history in the sources' batch layouts") as notes:
         events = {"impressions": clean_imps, "clicks": clean_clicks}
+        batches = {}
         for name, table in events.items():
             source = definitions.source(name)
             assert source.batch is not None
+            batches[name] = source.batch
             paths = eventlog.land(
                 table,
                 config.history,
@@ -306,12 +308,7 @@ def run_demo(
                 landing_column="arrival_ms",
             )
             notes.append(f"{name}: {len(paths)} {source.batch.format} files under {config.history}")
-        batches = {name: definitions.source(name).batch for name in events}
-        history = {
-            name: eventlog.read(config.history, batch.path, fmt=batch.format)
-            for name, batch in batches.items()
-            if batch is not None
-        }
+        history = {name: eventlog.read(config.history, b.path, fmt=b.format) for name, b in batches.items()}
         notes.append(f"read back {sum(t.num_rows for t in history.values()):,} events from the files")
 
     store = open_versioned_store(config.versioned_store)
