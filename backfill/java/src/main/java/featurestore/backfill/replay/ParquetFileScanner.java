@@ -141,6 +141,7 @@ final class ParquetFileScanner implements HistoryScanner {
 
         private PrimitiveConverter converter(PrimitiveType type, int slot, String path) throws IOException {
             LogicalTypeAnnotation logical = type.getLogicalTypeAnnotation();
+            boolean plainInt = logical == null || logical instanceof LogicalTypeAnnotation.IntLogicalTypeAnnotation;
             switch (type.getPrimitiveTypeName()) {
                 case INT64:
                     if (logical instanceof LogicalTypeAnnotation.TimestampLogicalTypeAnnotation ts) {
@@ -156,55 +157,21 @@ final class ParquetFileScanner implements HistoryScanner {
                             }
                         };
                     }
-                    if (logical == null || logical instanceof LogicalTypeAnnotation.IntLogicalTypeAnnotation) {
-                        return new PrimitiveConverter() {
-                            @Override
-                            public void addLong(long value) {
-                                values[slot] = value;
-                            }
-                        };
+                    if (plainInt) {
+                        return new Slot(slot);
                     }
                     break;
                 case INT32:
-                    if (logical == null || logical instanceof LogicalTypeAnnotation.IntLogicalTypeAnnotation) {
-                        return new PrimitiveConverter() {
-                            @Override
-                            public void addInt(int value) {
-                                values[slot] = value;
-                            }
-                        };
+                    if (plainInt) {
+                        return new Slot(slot);
                     }
                     break;
-                case DOUBLE:
-                    return new PrimitiveConverter() {
-                        @Override
-                        public void addDouble(double value) {
-                            values[slot] = value;
-                        }
-                    };
-                case FLOAT:
-                    return new PrimitiveConverter() {
-                        @Override
-                        public void addFloat(float value) {
-                            values[slot] = value;
-                        }
-                    };
-                case BOOLEAN:
-                    return new PrimitiveConverter() {
-                        @Override
-                        public void addBoolean(boolean value) {
-                            values[slot] = value;
-                        }
-                    };
+                case DOUBLE, FLOAT, BOOLEAN:
+                    return new Slot(slot);
                 case BINARY:
                     if (logical == null || logical instanceof LogicalTypeAnnotation.StringLogicalTypeAnnotation
                             || logical instanceof LogicalTypeAnnotation.EnumLogicalTypeAnnotation) {
-                        return new PrimitiveConverter() {
-                            @Override
-                            public void addBinary(Binary value) {
-                                values[slot] = value.getBytes().clone(); // a dictionary's bytes are shared
-                            }
-                        };
+                        return new Slot(slot);
                     }
                     break;
                 default:
@@ -212,6 +179,45 @@ final class ParquetFileScanner implements HistoryScanner {
             }
             throw new IOException("hdfs-replay: " + path + ": Parquet column '" + type.getName() + "' of type " + type
                     + " is not supported for a replayed column (int32, int64, timestamp, double, float, boolean, string)");
+        }
+
+        /** A column's values, boxed, into its slot: the reader calls only the method of the column's type. */
+        private final class Slot extends PrimitiveConverter {
+            private final int slot;
+
+            Slot(int slot) {
+                this.slot = slot;
+            }
+
+            @Override
+            public void addLong(long value) {
+                values[slot] = value;
+            }
+
+            @Override
+            public void addInt(int value) {
+                values[slot] = value;
+            }
+
+            @Override
+            public void addDouble(double value) {
+                values[slot] = value;
+            }
+
+            @Override
+            public void addFloat(float value) {
+                values[slot] = value;
+            }
+
+            @Override
+            public void addBoolean(boolean value) {
+                values[slot] = value;
+            }
+
+            @Override
+            public void addBinary(Binary value) {
+                values[slot] = value.getBytes().clone(); // a dictionary's bytes are shared
+            }
         }
     }
 }
