@@ -18,7 +18,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -397,3 +397,23 @@ def test_a_corrupt_history_file_fails_the_replay_naming_the_file(fmt: str, jar: 
     spec = ReplaySpec(key_fields=("user_id",), partitions=2, max_lateness_ms=3 * HOUR_MS)
     with pytest.raises(TerminalError, match=f"cannot read history file .*{broken.name}"):
         read_replay(source, history_root=root, spec=spec, work_dir=tmp_path / "work", jars=[jar])
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "message"),
+    [
+        ("device", lambda d: pa.array([[x] for x in d.to_pylist()]),
+         r"\.parquet: column 'device' is not a flat column"),
+        ("position", lambda p: p.cast(pa.int32()).cast(pa.date32()),
+         r"\.parquet: Parquet column 'position' of type .* is not supported for a replayed column"),
+    ],
+)
+def test_a_parquet_column_the_replay_cannot_read_fails_naming_it(
+    column: str, values: Callable[[pa.ChunkedArray], pa.Array], message: str, jar: str, tmp_path: Path
+) -> None:
+    events = _events(500, days=1).drop_columns(["late"])
+    root = str(tmp_path / "history")
+    _land(root, events.set_column(events.schema.get_field_index(column), column, values(events[column])), fmt="parquet")
+    spec = ReplaySpec(key_fields=("user_id",), partitions=2, max_lateness_ms=3 * HOUR_MS)
+    with pytest.raises(TerminalError, match=message):
+        read_replay(PARQUET_SOURCE, history_root=root, spec=spec, work_dir=tmp_path / "work", jars=[jar])
