@@ -12,8 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import io
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import fastavro
 import numpy as np
@@ -26,6 +27,16 @@ from featurestore.fs import open_fs
 
 POSITION_FILE = "_file"
 POSITION_ROW = "_row"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+class AlreadyLanded(ValidationError):
+    """Files a landing would write exist already (and it was asked not to replace them)."""
+
+    def __init__(self, existing: Sequence[str], total: int, hint: str) -> None:
+        self.existing = sorted(existing)
+        super().__init__(f"{len(existing)} of the {total} files to land exist already, e.g. {self.existing[0]}",
+                         hint=hint)
 
 
 def _split(layout: str) -> tuple[str, str]:
@@ -33,8 +44,9 @@ def _split(layout: str) -> tuple[str, str]:
     return directory, pattern or "*"
 
 
-def _file_name(pattern: str, index: int, fmt: str) -> str:
-    return f"part-{index:05d}.{fmt}" if "*" in pattern else pattern
+def _file_name(pattern: str, name: str, index: int) -> str:
+    """The pattern's first ``*`` made ``<name>-<index>``: the name always matches the layout."""
+    return pattern.replace("*", f"{name}-{index:05d}", 1).replace("*", "") if "*" in pattern else pattern
 
 
 def land(
@@ -47,33 +59,45 @@ def land(
     landing_column: str,
     columns: Sequence[str] | None = None,
     rows_per_file: int = 200_000,
+    name: str = "part",
+    if_exists: Literal["replace", "error"] = "replace",
 ) -> list[str]:
     """Write ``events`` under ``root`` in ``layout``, by the landing time in ``landing_column``.
 
-    Writes only ``columns`` (default: the Avro schema's fields, or all). Rerunning with the same
-    events rewrites the same files (deterministic names), so landing is idempotent. Returns the
-    paths written.
+    Writes only ``columns`` (default: the Avro schema's fields, or all). Files are named after the
+    layout's pattern, its ``*`` made ``<name>-<index>`` (``part-00000.avro``); a pattern without
+    ``*`` names one file per hour. Rerunning with the same events and name rewrites the same files,
+    so landing is idempotent; with ``if_exists="error"``, a file already there fails the landing
+    before anything is written (:class:`AlreadyLanded`). Returns the paths written.
     """
     if fmt not in ("avro", "parquet"):
         raise ValidationError(f"unknown history format {fmt!r}; use avro or parquet")
     if fmt == "avro" and avro_schema is None:
         raise ValidationError("landing Avro files needs the source's Avro schema")
+    if not _NAME.match(name):
+        raise ValidationError(f"file name part {name!r} may hold letters, digits, '_', '-' and '.' only")
     keep = list(columns or ([f["name"] for f in avro_schema["fields"]] if avro_schema else events.column_names))
     fs = open_fs(root)
     directory, pattern = _split(layout)
+    if "*" not in pattern:
+        rows_per_file = max(events.num_rows, 1)
     landing = events[landing_column].to_numpy()
     hours = landing // 3_600_000
-    written = []
+    chunks: list[tuple[str, pa.Table]] = []
     for hour in np.unique(hours):
         rows = events.filter(pa.array(hours == hour)).select(keep)
         moment = dt.datetime.fromtimestamp(int(hour) * 3600, tz=dt.UTC)
         folder = directory.replace("{date}", moment.strftime("%Y-%m-%d")).replace("{hour}", moment.strftime("%H"))
         for index, start in enumerate(range(0, rows.num_rows, rows_per_file)):
-            chunk = rows.slice(start, rows_per_file)
-            path = f"{root.rstrip('/')}/{folder}/{_file_name(pattern, index, fmt)}"
-            fs.write_bytes(path, _encode(chunk, fmt, avro_schema))
-            written.append(path)
-    return written
+            path = f"{root.rstrip('/')}/{folder}/{_file_name(pattern, name, index)}"
+            chunks.append((path, rows.slice(start, rows_per_file)))
+    if if_exists == "error":
+        there = set(files(root, layout)).intersection(path for path, _ in chunks)
+        if there:
+            raise AlreadyLanded(list(there), len(chunks), "land under another name, or replace them (rewritten whole)")
+    for path, chunk in chunks:
+        fs.write_bytes(path, _encode(chunk, fmt, avro_schema))
+    return [path for path, _ in chunks]
 
 
 def _encode(table: pa.Table, fmt: str, avro_schema: dict[str, Any] | None) -> bytes:

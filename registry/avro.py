@@ -27,15 +27,16 @@ class Column:
     @property
     def is_event_time(self) -> bool:
         """A non-null long with logicalType timestamp-millis."""
-        return not self.nullable and self.logical_type == TIMESTAMP_MILLIS and _base(self.avro) == "long"
+        return not self.nullable and self.logical_type == TIMESTAMP_MILLIS and base_type(self.avro) == "long"
 
 
-def _base(avro: Any) -> Any:
+def base_type(avro: Any) -> Any:
+    """The type under a nullable union and a logical type: "long" for ["null", {"type": "long", ...}]."""
     if isinstance(avro, list):
         non_null = [t for t in avro if t != "null"]
-        return _base(non_null[0]) if len(non_null) == 1 else None
+        return base_type(non_null[0]) if len(non_null) == 1 else None
     if isinstance(avro, dict) and avro.get("type") not in ("array", "map", "record", "enum", "fixed"):
-        return _base(avro.get("type"))
+        return base_type(avro.get("type"))
     return avro
 
 

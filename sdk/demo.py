@@ -36,7 +36,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from backfill.run import BackfillProgress, BackfillResult, plan_backfill, run_backfill
-from featurestore import eventlog
 from featurestore.config import ProfileConfig, load_config
 from featurestore.datagen import CtrLogSpec, generate
 from featurestore.offline import samples as stored_samples
@@ -49,6 +48,7 @@ from registry import reference
 from registry.models import Definitions
 from registry.rules import split_ref
 from registry.store import Registry
+from sdk.history import History
 from sdk.store import FeatureStore
 
 EXAMPLE_REPO = Path(__file__).resolve().parent.parent / "examples" / "ctr"
@@ -293,22 +293,12 @@ def run_demo(
         )
 
     with _step(console, report, "3. Land history in the sources' batch layouts") as notes:
-        events = {"impressions": clean_imps, "clicks": clean_clicks}
-        batches = {}
-        for name, table in events.items():
-            source = definitions.source(name)
-            assert source.batch is not None
-            batches[name] = source.batch
-            paths = eventlog.land(
-                table,
-                config.history,
-                source.batch.path,
-                fmt=source.batch.format,
-                avro_schema=source.avro_schema,
-                landing_column="arrival_ms",
-            )
-            notes.append(f"{name}: {len(paths)} {source.batch.format} files under {config.history}")
-        history = {name: eventlog.read(config.history, b.path, fmt=b.format) for name, b in batches.items()}
+        landing = History(config.history, lambda: definitions)
+        for name, table in {"impressions": clean_imps, "clicks": clean_clicks}.items():
+            landed = landing.land(name, table, landing_column="arrival_ms", replace=True, where=f"generated {name}")
+            batch = landing.binding(name)[1]
+            notes.append(f"{name}: {len(landed.paths)} {batch.format} files under {config.history}")
+        history = {name: landing.read(name) for name in ("impressions", "clicks")}
         notes.append(f"read back {sum(t.num_rows for t in history.values()):,} events from the files")
 
     store = open_versioned_store(config.versioned_store)

@@ -5,10 +5,11 @@
     fs.online.get(["user_click_features:user_clicks_1d"], ["u1", "u2"]).to_pandas()
     fs.offline.get_historical_features(samples, "ctr_deepfm_v1")
     fs.preload.training_set("hdfs://.../export/").numpy(1024)
+    fs.history.land("clicks", events)               # history a backfill replays
 
 Each job is a small object of its own (:class:`~sdk.registry_ops.RegistryOps`,
 :class:`~sdk.online.OnlineReader`, :class:`~sdk.offline.OfflineFeatures`,
-:class:`~sdk.preload.Preloader`) sharing one lazily opened :class:`~sdk.stores.Stores`.
+:class:`~sdk.preload.Preloader`, :class:`~sdk.history.History`) sharing one lazily opened :class:`~sdk.stores.Stores`.
 Constructing a FeatureStore reads featurestore.yaml and nothing else: no connection, no JVM.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from featurestore.config import ProfileConfig, load_config
+from sdk.history import History
 from sdk.offline import OfflineFeatures
 from sdk.online import OnlineReader, ServingOptions
 from sdk.preload import Preloader
@@ -44,6 +46,7 @@ class FeatureStore:
         self.online = OnlineReader(self.stores, self.registry.definitions, serving or ServingOptions())
         self.offline = OfflineFeatures(self.stores, self.registry)
         self.preload = Preloader(self.stores, self.registry, self.online)
+        self.history = History(self.config.history, self.registry.definitions)
 
     def health(self) -> list[StoreHealth]:
         """Each serving store: ok, or down with the service and the reason."""

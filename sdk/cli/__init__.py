@@ -28,7 +28,7 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules are imported here, not at the top, so each stays importable on its own.
-    from sdk.cli import backfill, demo, ingest, registry, serve, services
+    from sdk.cli import backfill, demo, ingest, logs, registry, serve, services
     from sdk.cli.export import export
 
     main.add_command(services.services)
@@ -39,6 +39,7 @@ def _register() -> None:
     main.add_command(serve.serve)
     main.add_command(ingest.ingest)
     main.add_command(backfill.backfill)
+    main.add_command(logs.logs)
     main.add_command(export)
 
 

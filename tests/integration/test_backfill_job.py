@@ -1,16 +1,21 @@
-"""replay == live: the same events sent through Kafka and replayed from history on HDFS (Avro, and
-Parquet) give the same versions (key, feature, version time, value) in HBase and the Iceberg log; a backfill warms
-its windows from the history before its range and writes only the range; rerunning is idempotent;
-a live job continuing a backfill (the hand-over) gives what one live job over everything gives."""
+"""replay == live: the same events sent through Kafka and replayed from history on HDFS (Avro,
+and Parquet landed by `featurestore logs land`) give the same versions (key, feature, version time,
+value) in HBase and the Iceberg log; a backfill warms its windows from the history before its range
+and writes only the range; rerunning is idempotent; a live job continuing a backfill (the hand-over)
+gives what one live job over everything gives."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from click.testing import CliRunner
 
 from backfill.run import BackfillProgress, plan_backfill, run_backfill
 from featurestore import eventlog
@@ -23,7 +28,8 @@ from featurestore.services.ports import HBASE_URI, HDFS_URI, KAFKA_BOOTSTRAP, RE
 from featurestore.storage.versioned import open_versioned_store
 from ingestion.job import WriteRange, submit
 from registry.models import Definitions
-from tests.integration.test_ingest_kafka import TABLE, _definitions, _produce
+from sdk.cli import main
+from tests.integration.test_ingest_kafka import ROOT, TABLE, _definitions, _produce
 
 DAY_MS = 86_400_000
 START = dt.date(2026, 10, 1)
@@ -82,6 +88,25 @@ def _drop(config: ProfileConfig) -> None:
         store.close()
 
 
+def _land_with_the_cli(tmp_path: Path, clicks: pa.Table, history: str, layout: str) -> None:
+    """``featurestore logs land`` of the clicks, exported as a Parquet file with zoned timestamps and
+    columns the source does not have, into a copy of examples/ctr whose clicks history is ``layout``."""
+    repo = tmp_path / "parquet-repo"
+    shutil.copytree(ROOT / "examples" / "ctr", repo)
+    sources = repo / "sources.yaml"
+    sources.write_text(sources.read_text().replace('"events/clicks/dt={date}/hour={hour}/*.avro", format: avro',
+                                                   f'"{layout}", format: parquet'))
+    export = tmp_path / "clicks-export.parquet"
+    pq.write_table(clicks.set_column(clicks.schema.get_field_index("ts"), "ts",
+                                     clicks["ts"].cast(pa.timestamp("ms", "UTC"))), export)
+    env = {"FEATURESTORE_HISTORY": history}
+    cli = CliRunner()
+    assert cli.invoke(main, ["apply", "--repo", str(repo), "--profile", "cluster"], env=env).exit_code == 0
+    landed = cli.invoke(main, ["logs", "land", "clicks", str(export), "--landing-time", "arrival_ms", "--repo",
+                               str(repo), "--profile", "cluster"], env=env)
+    assert landed.exit_code == 0 and f"landed {clicks.num_rows:,} clicks events" in landed.output, landed.output
+
+
 def test_replay_equals_live_and_backfill_reruns_idempotently(services: object, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
     topic = f"test.backfill.clicks.{run}"
@@ -132,8 +157,7 @@ def test_replay_equals_live_and_backfill_reruns_idempotently(services: object, t
         parquet_batch = as_parquet.source("clicks").batch
         assert parquet_batch is not None and parquet_batch.format == "parquet"
         parquet_history = f"{HDFS_URI}/test-backfill-parquet-{run}"
-        eventlog.land(clicks, parquet_history, parquet_batch.path, fmt="parquet", avro_schema=source.avro_schema,
-                      landing_column="arrival_ms")
+        _land_with_the_cli(tmp_path, clicks, parquet_history, parquet_batch.path)
         from_parquet = _config(tmp_path, "parquet", run, parquet_history)
         try:
             run_backfill(from_parquet, as_parquet, plan_backfill(as_parquet, [TABLE], START, whole_end))
