@@ -52,3 +52,20 @@ def timed(n: int, call: Callable[[int], object], warmup: int = 200) -> Latency:
         call(i)
         samples[i] = time.perf_counter_ns() - start
     return Latency(samples / 1e6)
+
+
+def timed_side_by_side(n: int, *calls: Callable[[int], object], warmup: int = 200) -> list[Latency]:
+    """:func:`timed` of several calls interleaved request by request (``calls[0](i)``,
+    ``calls[1](i)``, ..., the first one rotating), so each sees the same machine moment to moment:
+    their ratio holds on a noisy machine even where their absolute times drift."""
+    for i in range(min(warmup, n)):
+        for call in calls:
+            call(i)
+    samples = np.empty((len(calls), n), dtype=np.int64)
+    for i in range(n):
+        for k in range(len(calls)):
+            which = (i + k) % len(calls)
+            start = time.perf_counter_ns()
+            calls[which](i)
+            samples[which, i] = time.perf_counter_ns() - start
+    return [Latency(row / 1e6) for row in samples]

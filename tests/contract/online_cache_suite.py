@@ -34,6 +34,7 @@ __all__ = [
     "test_ttl_boundary_status",
     "test_ttl_on_a_null_version",
     "test_types_and_schema_round_trip",
+    "test_values_only_are_the_full_reads_values",
     "test_write_and_get",
     "test_wrong_key_type_and_unknown_feature",
 ]
@@ -165,6 +166,26 @@ def test_ttl_on_a_null_version(ocache: OnlineBase) -> None:
     assert got(ocache.get(s.name, [1], ["clicks"], now_ms=T0 + 99), "clicks") == [(None, T0 + 50, PRESENT)]
     assert got(ocache.get(s.name, [1], ["clicks"], now_ms=T0 + 149), "clicks") == [(None, T0 + 50, PRESENT)]
     assert got(ocache.get(s.name, [1], ["clicks"], now_ms=T0 + 150), "clicks") == [(None, None, EXPIRED)]
+
+
+def test_values_only_are_the_full_reads_values(ocache: OnlineBase) -> None:
+    """values_only: the keys and value columns of the full read, null where missing or expired."""
+    s = new_table(ocache, ttl_ms=100)
+    write(ocache, s, v(1, T0, 1, clicks=1, name="old"), v(2, T0 + 60, 2, clicks=2, name=None))
+    write(ocache, s, v(3, T0 + 60, 3, clicks=3))  # writes clicks only
+    for keys, features in (([1, 2, 3, 4], None), ([2], ["name", "clicks", "name"]), ([], None), ([3, 3], ["clicks"])):
+        full = ocache.get(s.name, keys, features, now_ms=T0 + 100)
+        values = ocache.get(s.name, keys, features, now_ms=T0 + 100, values_only=True)
+        wanted = ["user_id", *(features or s.feature_names)]
+        assert values.column_names == wanted
+        assert values.schema == pa.schema([full.schema.field(i) for i in [0, *range(1, full.num_columns, 3)]])
+        assert [c.to_pylist() for c in values.columns] == [full.column(i).to_pylist()
+                                                           for i in [0, *range(1, full.num_columns, 3)]]
+    values = ocache.get(s.name, [1, 2, 3, 4], now_ms=T0 + 100, values_only=True).to_pylist()
+    assert values == [  # 1 expired at the TTL boundary; 2 an explicit null; 3 never wrote name; 4 none
+        {"user_id": 1, "clicks": None, "name": None}, {"user_id": 2, "clicks": 2, "name": None},
+        {"user_id": 3, "clicks": 3, "name": None}, {"user_id": 4, "clicks": None, "name": None},
+    ]
 
 
 def test_multi_key_order_duplicates_and_missing(ocache: OnlineBase) -> None:
