@@ -298,6 +298,8 @@ def run_demo(
             landed = landing.land(name, table, landing_column="arrival_ms", replace=True, where=f"generated {name}")
             batch = landing.binding(name)[1]
             notes.append(f"{name}: {len(landed.paths)} {batch.format} files under {config.history}")
+        notes.append("checked against each source's schema, by landing hour: `featurestore logs land SOURCE FILE` "
+                     "does the same with your own event files")
         history = {name: landing.read(name) for name in ("impressions", "clicks")}
         notes.append(f"read back {sum(t.num_rows for t in history.values()):,} events from the files")
 

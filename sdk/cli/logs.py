@@ -72,8 +72,8 @@ def land(
         raise ValidationError(
             exc.message, hint=f"files named {name!r} were landed before: give another --name, or --replace them"
         ) from None
-    click.echo(f"landed {landed.rows:,} {source} events in {len(landed.paths)} {batch.format} files under "
-               f"{fs.history.root}/{batch.path.split('{', 1)[0]}")
+    click.echo(f"landed {landed.rows:,} {source} events in {len(landed.paths)} {batch.format} files: "
+               f"{fs.history.root}/{batch.path}")
     click.echo(f"  event time {_when(landed.first_event_ms)} .. {_when(landed.last_event_ms)} UTC")
     ignored = sorted(given - set(found.columns) - {landing})
     if ignored:
