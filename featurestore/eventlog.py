@@ -81,13 +81,15 @@ def land(
     directory, pattern = _split(layout)
     if "*" not in pattern:
         rows_per_file = max(events.num_rows, 1)
-    landing = events[landing_column].to_numpy()
-    hours = landing // 3_600_000
-    chunks: list[tuple[str, pa.Table]] = []
-    for hour in np.unique(hours):
-        rows = events.filter(pa.array(hours == hour)).select(keep)
-        moment = dt.datetime.fromtimestamp(int(hour) * 3600, tz=dt.UTC)
+    hours = events[landing_column].to_numpy() // 3_600_000
+    folders: dict[str, list[int]] = {}  # a layout without {hour} puts a whole day in one folder
+    for hour in np.unique(hours).tolist():
+        moment = dt.datetime.fromtimestamp(hour * 3600, tz=dt.UTC)
         folder = directory.replace("{date}", moment.strftime("%Y-%m-%d")).replace("{hour}", moment.strftime("%H"))
+        folders.setdefault(folder, []).append(hour)
+    chunks: list[tuple[str, pa.Table]] = []
+    for folder, its_hours in folders.items():
+        rows = events.filter(pa.array(np.isin(hours, its_hours))).select(keep)  # in their order
         for index, start in enumerate(range(0, rows.num_rows, rows_per_file)):
             path = f"{root.rstrip('/')}/{folder}/{_file_name(pattern, name, index)}"
             chunks.append((path, rows.slice(start, rows_per_file)))

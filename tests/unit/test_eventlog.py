@@ -66,3 +66,14 @@ def test_event_times_come_back_as_epoch_millis(tmp_path: Path) -> None:
     back = eventlog.read(str(tmp_path), LAYOUT, fmt="avro")
     assert back.schema.field("ts").type == "int64"
     assert sorted(back["ts"].to_pylist()) == sorted(clicks["ts"].to_pylist())
+
+
+@pytest.mark.parametrize("layout", ["events/clicks/dt={date}/*.avro", "events/clicks/dt={date}/clicks.avro"])
+def test_a_layout_without_hours_lands_a_whole_day_in_its_folder_and_loses_nothing(tmp_path: Path, layout: str) -> None:
+    clicks = generate(CtrLogSpec(days=2, users=50, items=50, impressions_per_day=4_000)).clicks
+    paths = eventlog.land(clicks, str(tmp_path), layout, fmt="avro", avro_schema=CLICK_AVRO,
+                          landing_column="arrival_ms", rows_per_file=50)
+    assert len(set(paths)) == len(paths)
+    assert {p.split("dt=")[1][:10] for p in paths} >= {"2026-10-01", "2026-10-02"}
+    back = eventlog.read(str(tmp_path), layout, fmt="avro")
+    assert sorted(back["impression_id"].to_pylist()) == sorted(clicks["impression_id"].to_pylist())
