@@ -70,13 +70,17 @@ class FlinkConfig(_Strict):
     bundle_time: str = Field(
         "1s",
         description="the longest a row waits in a Python bundle before the sinks write it: lower it for "
-        "freshness (bench/ingest.py at 650 events/s, 1 s allowed lateness: p50 2.7 s with 1s, 2.1 s with "
-        "100ms), at the cost of smaller, more frequent writes",
+        "freshness (docs/cluster.md, Tuning for freshness), at the cost of smaller, more frequent writes",
     )
     restart_attempts: int = Field(
         5, ge=0, description="restarts from the last checkpoint before a failing job gives up (a store down)"
     )
     restart_delay: str = Field("10s", description="the wait before each restart")
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="more Flink configuration for every job, applied last, e.g. for freshness "
+        "{'execution.buffer-timeout.interval': '10 ms', 'pipeline.auto-watermark-interval': '50 ms'}",
+    )
 
 
 class ProfileConfig(_Strict):

@@ -81,7 +81,13 @@ def flink_options(flink: FlinkConfig) -> dict[str, str]:
         # plan alone at RocksDB, 348k clicks, 170.8 -> 141.5 s with 1 GB and object reuse)
         options["taskmanager.memory.managed.size"] = flink.managed_memory
     options.update(target_options(flink))
+    options.update({key: _flink_value(value) for key, value in flink.options.items()})
     return options
+
+
+def _flink_value(value: str | int | float | bool) -> str:
+    """A profile's YAML value as Flink's configuration text (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _bundle_time_ms(flink: FlinkConfig) -> int:

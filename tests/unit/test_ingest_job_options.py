@@ -89,3 +89,13 @@ def test_a_submit_that_fails_leaves_no_progress_directory(tmp_path, monkeypatch)
     with pytest.raises(ValidationError):
         job.submit(config, definitions, history=job.History(0, 1))
     assert seen and seen[0].startswith(str(tmp_path)) and not Path(seen[0]).exists()
+
+
+def test_more_flink_options_from_the_profile_come_last() -> None:
+    flink = FlinkConfig(checkpoint_dir="/c", options={"pipeline.auto-watermark-interval": "50 ms",
+                                                       "python.fn-execution.bundle.time": 250,
+                                                       "pipeline.object-reuse": False})
+    options = flink_options(flink)
+    assert options["pipeline.auto-watermark-interval"] == "50 ms"
+    assert options["python.fn-execution.bundle.time"] == "250"  # over bundle_time's
+    assert options["pipeline.object-reuse"] == "false"
