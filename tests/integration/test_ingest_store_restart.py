@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.config import scratch_cluster_config
@@ -21,6 +23,7 @@ from featurestore.services import hbase_cluster, manager
 from featurestore.services.process import Layout, kill_hard
 from featurestore.services.redis import RedisService
 from ingestion.job import submit
+from registry.models import Definitions
 from tests.integration.test_ingest_kafka import TABLE, _definitions, _produce, assert_stores_equal_the_oracle
 from tests.integration.test_ingest_kill import DAY_MS, STAGED_COMMIT_S, _ticks, _wait
 from tests.integration.test_service_failure import _free_port
@@ -28,6 +31,25 @@ from tests.integration.test_service_failure import _free_port
 
 def _in_process() -> None:
     """The job runs in this process: a failure surfaces when the test waits on it."""
+
+
+def _write_through_the_end(
+    job: Any, definitions: Definitions, topic: str, clicks: pa.Table, timeout_s: float, when: str
+) -> None:
+    """Send a tick past every window's end on each partition, and wait until every group has
+    written through the last expiry, with no error left."""
+    until = int(pc.max(clicks["ts"]).as_py()) + max(f.window_ms or 0 for f in definitions.feature_table(TABLE).features)
+    for tick in (until + DAY_MS, until + 2 * DAY_MS):
+        _produce(topic, definitions.source("clicks").avro_schema, _ticks(clicks, tick), create=False)
+
+    def written_through_the_end() -> bool:
+        progress = job.progress()
+        marks = progress.watermark_ms
+        return bool(marks) and not progress.errors and all(
+            m is not None and m >= until + DAY_MS - 1 for m in marks.values()
+        )
+
+    _wait(written_through_the_end, _in_process, timeout_s, f"the job did not write through the end {when}")
 
 
 def test_ingestion_rides_out_a_redis_restart(services: object, tmp_path: Path) -> None:
@@ -52,20 +74,7 @@ def test_ingestion_rides_out_a_redis_restart(services: object, tmp_path: Path) -
         _wait(lambda: any("online cache" in e for e in job.progress().errors.values()), _in_process, 120,
               "no write error reported while Redis was down")
         started.append(manager.up([redis]))  # back, empty: no persistence
-        until = int(pc.max(clicks["ts"]).as_py()) + max(
-            f.window_ms or 0 for f in definitions.feature_table(TABLE).features
-        )
-        for tick in (until + DAY_MS, until + 2 * DAY_MS):
-            _produce(topic, definitions.source("clicks").avro_schema, _ticks(clicks, tick), create=False)
-
-        def written_through_the_end() -> bool:
-            progress = job.progress()
-            marks = progress.watermark_ms
-            return bool(marks) and not progress.errors and all(
-                m is not None and m >= until + DAY_MS - 1 for m in marks.values()
-            )
-
-        _wait(written_through_the_end, _in_process, 300, "the job did not write through the end after Redis came back")
+        _write_through_the_end(job, definitions, topic, clicks, 300, "after Redis came back")
         time.sleep(STAGED_COMMIT_S)
         # The restarted Redis lost what it held (no persistence: it is a cache, and readers fall
         # back to the versioned store); what the job wrote after it came back landed, the writes
@@ -100,20 +109,7 @@ def test_ingestion_rides_out_an_hbase_restart(services: object, tmp_path: Path) 
         _wait(lambda: any("versioned store" in e for e in job.progress().errors.values()), _in_process, 120,
               "no write error reported while HBase was down")
         started.append(manager.up(["hbase-cluster"]))  # back, from its files and write-ahead logs
-        until = int(pc.max(clicks["ts"]).as_py()) + max(
-            f.window_ms or 0 for f in definitions.feature_table(TABLE).features
-        )
-        for tick in (until + DAY_MS, until + 2 * DAY_MS):
-            _produce(topic, schema, _ticks(clicks, tick), create=False)
-
-        def written_through_the_end() -> bool:
-            progress = job.progress()
-            marks = progress.watermark_ms
-            return bool(marks) and not progress.errors and all(
-                m is not None and m >= until + DAY_MS - 1 for m in marks.values()
-            )
-
-        _wait(written_through_the_end, _in_process, 420, "the job did not write through the end after HBase came back")
+        _write_through_the_end(job, definitions, topic, clicks, 420, "after HBase came back")
         time.sleep(STAGED_COMMIT_S)
         # HBase lost nothing it had acknowledged (its write-ahead logs were replayed), and the
         # writes retried while it was down landed: every store equals the oracle, Redis included.
