@@ -9,7 +9,8 @@ allowed) and writes nothing unless all of them pass::
     fs.history.land("clicks", events, landing_column="arrival_ms", name="2026-11-23-export")
 
 Files are laid out by landing time (the hour a logger wrote the event; default its event time),
-one folder per hour of the layout, named after ``name``. Landing the same events under the same
+in the layout's folder for that hour (or day, where the layout has no ``{hour}``), named after
+``name``. Landing the same events under the same
 name again is refused unless ``replace=True``, which rewrites those files whole (idempotent).
 """
 
