@@ -70,6 +70,16 @@ def _rest(path: str) -> Any:
         return json.loads(response.read())
 
 
+def _jobs() -> dict[str, str]:
+    """Every job the session cluster knows, by id: its state."""
+    return {j["jid"]: j["state"] for j in _rest("/jobs/overview")["jobs"]}
+
+
+def _finished_since(known: set[str]) -> set[str]:
+    """The jobs that finished on the session cluster and were not among ``known``."""
+    return {jid for jid, state in _jobs().items() if state == "FINISHED" and jid not in known}
+
+
 def test_ingestion_and_backfill_on_the_session_cluster_equal_the_minicluster(
     flink_cluster: None, tmp_path: Path
 ) -> None:
@@ -93,15 +103,17 @@ def test_ingestion_and_backfill_on_the_session_cluster_equal_the_minicluster(
         expected = _versions(mini, definitions, users, EVERYTHING)
         assert expected, "the MiniCluster run wrote nothing for the sampled users"
 
-        finished = overview()["jobs-finished"]
-        submit(live, definitions, [TABLE], bounded=True).wait()
-        assert overview()["jobs-finished"] == finished + 1  # it ran on the session cluster
+        # the jobs the cluster knows before (an earlier test's job may still be finishing: count by id)
+        known = set(_jobs())
+        job = submit(live, definitions, [TABLE], bounded=True)
+        job.wait()
+        assert _finished_since(known) == {job.job_id}  # it ran on the session cluster
         assert _versions(live, definitions, users, EVERYTHING) == expected
 
         whole = plan_backfill(definitions, [TABLE], START, START + dt.timedelta(days=3 + 31))
         result = run_backfill(replayed, definitions, whole)
         assert result.versions > 0
-        assert overview()["jobs-finished"] == finished + 2
+        assert len(_finished_since(known | {job.job_id})) == 1  # the backfill's, on the cluster too
         assert _versions(replayed, definitions, users, EVERYTHING) == expected
     finally:
         for config in (mini, live, replayed):
@@ -200,12 +212,11 @@ def test_export_on_the_session_cluster(flink_cluster: None, tmp_path: Path) -> N
     data = data_set()
     join = for_profile(FlinkConfig(mode="remote", address=FLINK_REST_ADDRESS, parallelism=2))
     assert join.options is not None and join.options["execution.target"] == "remote"
-    finished_before = len([j for j in _rest("/jobs/overview")["jobs"] if j["state"] == "FINISHED"])
+    known = set(_jobs())
     for strict in (False, True):
         options = ExportOptions(strict=strict)
         duck = get_historical_features(data["samples"], FEATURES, data["sources"], event_time="ts", options=options)
         flink = get_historical_features(data["samples"], FEATURES, data["sources"], event_time="ts",
                                         options=options, join=join)
         assert flink.equals(duck)
-    finished = [j for j in _rest("/jobs/overview")["jobs"] if j["state"] == "FINISHED"]
-    assert len(finished) == finished_before + 2  # the joins ran on the cluster
+    assert len(_finished_since(known)) == 2  # the joins ran on the cluster
