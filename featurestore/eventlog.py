@@ -19,11 +19,11 @@ from typing import Any, Literal
 import fastavro
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.errors import ValidationError
 from featurestore.fs import open_fs
+from featurestore.time_semantics import epoch_column
 
 POSITION_FILE = "_file"
 POSITION_ROW = "_row"
@@ -120,15 +120,22 @@ def files(root: str, layout: str) -> list[str]:
     return [p for p in open_fs(root).list_files(base) if fnmatch.fnmatch(p, glob)]
 
 
-def _millis(table: pa.Table) -> pa.Table:
-    """Avro timestamp-millis columns come back from fastavro as datetimes: make them epoch ms again."""
-    for index, column in enumerate(table.schema):
-        if pa.types.is_timestamp(column.type):
-            per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[column.type.unit]
-            values = table.column(index).cast(pa.int64())
-            values = pc.multiply(values, 1000) if per_ms is None else pc.divide(values, per_ms)
-            table = table.set_column(index, column.name, values)
+def _epochs(table: pa.Table, writer_schema: Any) -> pa.Table:
+    """fastavro reads timestamp-millis and -micros fields as datetimes: make them epoch integers
+    again, in the unit their schema says (as landed, and as the replay source reads them)."""
+    units = {}
+    for f in writer_schema.get("fields", []):
+        for branch in f["type"] if isinstance(f["type"], list) else [f["type"]]:
+            if isinstance(branch, dict) and branch.get("logicalType") in _AVRO_UNIT:
+                units[f["name"]] = _AVRO_UNIT[branch["logicalType"]]
+    for name, unit in units.items():
+        if name in table.column_names and pa.types.is_timestamp(table.schema.field(name).type):
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, epoch_column(table.column(index), unit=unit, what=name))
     return table
+
+
+_AVRO_UNIT = {"timestamp-millis": "ms", "timestamp-micros": "us"}
 
 
 def read(root: str, layout: str, *, fmt: str, with_position: bool = False) -> pa.Table:
@@ -144,7 +151,8 @@ def read(root: str, layout: str, *, fmt: str, with_position: bool = False) -> pa
         if fmt == "parquet":
             table = pq.read_table(io.BytesIO(data))
         else:
-            table = _millis(pa.Table.from_pylist(list(fastavro.reader(io.BytesIO(data)))))
+            reader = fastavro.reader(io.BytesIO(data))
+            table = _epochs(pa.Table.from_pylist(list(reader)), reader.writer_schema)
         if with_position:
             table = table.append_column(POSITION_FILE, pa.array(np.full(table.num_rows, index, dtype=np.int64)))
             table = table.append_column(POSITION_ROW, pa.array(np.arange(table.num_rows, dtype=np.int64)))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from featurestore.errors import TimeSemanticsError
 
@@ -67,6 +67,38 @@ def to_millis(value: object, *, what: str = "timestamp") -> int:
 def from_millis(ms: int) -> dt.datetime:
     """Epoch millis to an aware UTC datetime."""
     return dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=ms)
+
+
+def epoch_column(values: Any, *, unit: str = "ms", what: str = "times") -> Any:
+    """Zoned Arrow timestamps (an Array or ChunkedArray) as int64 epoch ``unit`` (``ms`` or ``us``).
+
+    The column-wise :func:`to_millis`: a naive timestamp type raises :class:`TimeSemanticsError`
+    (it has no place on the UTC timeline); integers are taken as epoch ``unit`` already; nulls stay
+    null. A finer unit is floored (``timestamp[us]`` to ms drops the microseconds).
+    """
+    import pyarrow as pa
+
+    if pa.types.is_integer(values.type):
+        return values.cast(pa.int64())
+    if not pa.types.is_timestamp(values.type):
+        raise TimeSemanticsError(f"{what}: {values.type} values are not times")
+    if values.type.tz is None:
+        raise TimeSemanticsError(
+            f"{what}: timestamps without a time zone ({values.type}) cannot be placed on the UTC timeline",
+            hint="store them as UTC timestamps or as epoch milliseconds",
+        )
+    if unit not in ("ms", "us"):
+        raise ValueError(f"unit must be ms or us, not {unit!r}")
+    import pyarrow.compute as pc
+
+    per_second = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+    raw = values.cast(pa.int64())  # epoch in the type's unit (the zone only says how to print it)
+    have, want = per_second[values.type.unit], per_second[unit]
+    if have <= want:
+        return pc.multiply(raw, want // have)
+    factor = have // want
+    truncated = pc.divide(raw, factor)  # toward zero; a time before 1970 floors one lower
+    return pc.subtract(truncated, pc.less(raw, pc.multiply(truncated, factor)).cast(pa.int64()))
 
 
 def parse_duration_ms(text: str | int, *, what: str = "duration") -> int:

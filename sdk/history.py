@@ -24,12 +24,13 @@ import pyarrow.compute as pc
 
 from featurestore import eventlog
 from featurestore.errors import ValidationError
+from featurestore.time_semantics import epoch_column
 from registry import avro
 from registry.models import BatchBinding, Definitions, Source
 
 _ARROW = {"int": pa.int32(), "long": pa.int64(), "float": pa.float32(), "double": pa.float64(),
           "string": pa.string(), "boolean": pa.bool_(), "bytes": pa.binary()}
-_PER_MS = {"timestamp-millis": 1, "timestamp-micros": 1_000}
+_UNIT = {"timestamp-millis": "ms", "timestamp-micros": "us"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,29 @@ class Landing:
     last_event_ms: int | None
     ignored_columns: list[str] = field(default_factory=list)  # in the input, not in the schema
     defaulted_columns: list[str] = field(default_factory=list)  # in the schema, not in the input
+
+
+@dataclass(frozen=True)
+class CheckedEvents:
+    """Events checked against a source's schema (:meth:`History.check`), ready to land."""
+
+    source: str
+    table: pa.Table  # the schema's columns in its order and types, then the landing column
+    landing_column: str
+    ignored_columns: list[str] = field(default_factory=list)  # in the input, not landed
+    defaulted_columns: list[str] = field(default_factory=list)  # in the schema, filled with defaults
+
+    @staticmethod
+    def concat(parts: Sequence[CheckedEvents]) -> CheckedEvents:
+        """Several checked inputs as one landing (a column defaulted in any of them is listed)."""
+        first = parts[0]
+        return CheckedEvents(
+            first.source,
+            pa.concat_tables([p.table for p in parts]),
+            first.landing_column,
+            sorted({c for p in parts for c in p.ignored_columns}),
+            sorted({c for p in parts for c in p.defaulted_columns}),
+        )
 
 
 def string_columns(source: Source) -> dict[str, pa.DataType]:
@@ -80,7 +104,7 @@ def conform(events: pa.Table, source: Source, *, where: str, keep: Sequence[str]
         if name not in columns:
             if name not in events.column_names:
                 raise ValidationError(f"no column {name}", location=where)
-            columns[name] = _no_nulls(_epoch_ms(events[name], where=f"{where}: column {name}"),
+            columns[name] = _no_nulls(_epoch(events[name], where=f"{where}: column {name}"),
                                       where=f"{where}: column {name}")
     return pa.table(columns), defaulted
 
@@ -93,8 +117,8 @@ def _target_type(column: avro.Column) -> pa.DataType:
 
 
 def _convert(values: pa.ChunkedArray, column: avro.Column, *, where: str) -> pa.ChunkedArray | pa.Array:
-    if column.logical_type in _PER_MS and not pa.types.is_integer(values.type):
-        out = pc.multiply(_epoch_ms(values, where=where), _PER_MS[column.logical_type])
+    if column.logical_type in _UNIT and not pa.types.is_integer(values.type):
+        out = _epoch(values, where=where, unit=_UNIT[column.logical_type])
     else:
         out = _cast(values, _target_type(column), where=where)
     return out if column.nullable else _no_nulls(out, where=where)
@@ -129,29 +153,20 @@ def _cast(values: pa.ChunkedArray, target: pa.DataType, *, where: str) -> pa.Chu
     )
 
 
-def _epoch_ms(values: pa.ChunkedArray, *, where: str) -> pa.ChunkedArray | pa.Array:
-    """Times as epoch milliseconds: integers are taken as such; timestamps and ISO-8601 strings
-    must carry a zone (a naive time has no place on the UTC timeline)."""
+def _epoch(values: pa.ChunkedArray, *, where: str, unit: str = "ms") -> pa.ChunkedArray | pa.Array:
+    """Times as integer epoch ``unit``: integers are taken as such; timestamps and ISO-8601
+    strings must carry a zone (a naive time has no place on the UTC timeline)."""
     if pa.types.is_integer(values.type):
         return _cast(values, pa.int64(), where=where)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         try:
-            values = values.cast(pa.timestamp("ms", "UTC"))
+            values = values.cast(pa.timestamp("us", "UTC"))
         except pa.ArrowInvalid as exc:
             raise ValidationError(
                 f"times must be epoch milliseconds or ISO-8601 with a zone, like 2026-11-23T08:00:00Z: {exc}",
                 location=where,
             ) from None
-    if not pa.types.is_timestamp(values.type):
-        raise ValidationError(f"{values.type} values are not times", location=where)
-    if values.type.tz is None:
-        raise ValidationError(
-            "timestamps without a time zone cannot be placed on the UTC timeline",
-            location=where,
-            hint="store them as UTC timestamps or as epoch milliseconds",
-        )
-    in_utc = values.cast(pa.timestamp(values.type.unit, "UTC"))
-    return in_utc.cast(pa.timestamp("ms", "UTC"), safe=False).cast(pa.int64())
+    return epoch_column(values, unit=unit, what=where)
 
 
 class History:
@@ -172,28 +187,47 @@ class History:
                                   hint="give it `batch: {path: ..., format: avro|parquet}` and apply")
         return found, found.batch
 
+    def check(
+        self, source: str, events: pa.Table, *, landing_column: str | None = None, where: str = "events"
+    ) -> CheckedEvents:
+        """``events`` checked against ``source``'s Avro schema and made its columns and types
+        (plus the landing column, epoch ms): what :meth:`land` writes. Raises ValidationError
+        naming ``where`` and the column on the first problem."""
+        found, _ = self.binding(source)
+        landing = landing_column or found.event_time
+        table, defaulted = conform(events, found, where=where, keep=[landing])
+        ignored = [c for c in events.column_names if c not in found.columns]  # the landing column too
+        return CheckedEvents(source, table, landing, ignored, defaulted)
+
     def land(
         self,
         source: str,
-        events: pa.Table,
+        events: pa.Table | CheckedEvents,
         *,
         landing_column: str | None = None,
         name: str = "part",
         replace: bool = False,
         where: str = "events",
     ) -> Landing:
-        """Check ``events`` against ``source``'s schema, then write them as its history files.
+        """Check ``events`` against ``source``'s schema (unless :meth:`check` did), then write them
+        as its history files.
 
         ``landing_column`` (epoch ms or zoned timestamps) says in which hour's folder each event
         lands, as a logger writing live would have (default: the source's event time). Nothing is
         written when a check fails, or when a file to write exists and ``replace`` is false.
         """
+        if isinstance(events, CheckedEvents):
+            if events.source != source or landing_column not in (None, events.landing_column):
+                raise ValidationError(f"these events were checked for source {events.source} landing by "
+                                      f"{events.landing_column}, not for {source} by {landing_column}")
+            checked = events
+        else:
+            checked = self.check(source, events, landing_column=landing_column, where=where)
         found, batch = self.binding(source)
-        landing = landing_column or found.event_time
-        table, defaulted = conform(events, found, where=where, keep=[landing])
+        table = checked.table
         paths = eventlog.land(
-            table, self._root, batch.path, fmt=batch.format, avro_schema=found.avro_schema, landing_column=landing,
-            name=name, if_exists="replace" if replace else "error",
+            table, self._root, batch.path, fmt=batch.format, avro_schema=found.avro_schema,
+            landing_column=checked.landing_column, name=name, if_exists="replace" if replace else "error",
         )
         times = table[found.event_time]
         return Landing(
@@ -202,8 +236,8 @@ class History:
             paths=paths,
             first_event_ms=pc.min(times).as_py(),
             last_event_ms=pc.max(times).as_py(),
-            ignored_columns=[c for c in events.column_names if c not in found.columns],
-            defaulted_columns=defaulted,
+            ignored_columns=checked.ignored_columns,
+            defaulted_columns=checked.defaulted_columns,
         )
 
     def files(self, source: str) -> list[str]:

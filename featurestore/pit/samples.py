@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.errors import NotFoundError, TimeSemanticsError, ValidationError
-from featurestore.time_semantics import to_millis
+from featurestore.time_semantics import epoch_column, to_millis
 
 SamplesInput: TypeAlias = pa.Table | str | Path | Sequence[str | Path]
 
@@ -26,7 +26,6 @@ SamplesInput: TypeAlias = pa.Table | str | Path | Sequence[str | Path]
 INTERNAL_PREFIX = "__fs_"
 TIME = "__fs_t"
 ROW_ID = "__fs_rid"
-_UNIT_MS = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -111,9 +110,7 @@ def event_millis(column: pa.ChunkedArray, name: str) -> pa.Array:
                 location=name,
                 hint="store event times with a zone (timestamp[ms, tz=UTC]) or as int64 epoch ms",
             )
-        raw = column.cast(pa.int64()).to_numpy()
-        per_ms = _UNIT_MS[data_type.unit]
-        values = raw * 1000 if per_ms is None else np.floor_divide(raw, per_ms)
+        values = epoch_column(column).to_numpy()
     elif pa.types.is_integer(data_type):
         values = column.cast(pa.int64()).to_numpy()
     else:

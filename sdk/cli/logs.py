@@ -45,29 +45,22 @@ def land(
     Every file is checked against the source's Avro schema (columns, types, nulls, zoned times)
     before anything is written; the files land together, as one landing, in the source's batch
     format, one folder per hour of landing time."""
-    import pyarrow as pa
-
     from featurestore.errors import ValidationError
     from featurestore.event_files import read_events
     from featurestore.eventlog import AlreadyLanded
-    from sdk.history import conform, string_columns
+    from sdk.history import CheckedEvents, string_columns
     from sdk.store import FeatureStore
 
     fs = FeatureStore(repo, profile)
     found, batch = fs.history.binding(source)
-    landing = landing_column or found.event_time
-    tables = []
-    given: set[str] = set()
+    checked = []
     for path in files:
         events = read_events(path, fmt, csv_types=string_columns(found))
-        tables.append(conform(events, found, where=path, keep=[landing])[0])
-        given.update(events.column_names)
+        checked.append(fs.history.check(source, events, landing_column=landing_column, where=path))
         click.echo(f"  {path}: {events.num_rows:,} events")
     name = name or _default_name(files[0])
     try:
-        landed = fs.history.land(
-            source, pa.concat_tables(tables), landing_column=landing, name=name, replace=replace, where=", ".join(files)
-        )
+        landed = fs.history.land(source, CheckedEvents.concat(checked), name=name, replace=replace)
     except AlreadyLanded as exc:
         raise ValidationError(
             exc.message, hint=f"files named {name!r} were landed before: give another --name, or --replace them"
@@ -75,9 +68,8 @@ def land(
     click.echo(f"landed {landed.rows:,} {source} events in {len(landed.paths)} {batch.format} files: "
                f"{fs.history.root}/{batch.path}")
     click.echo(f"  event time {_when(landed.first_event_ms)} .. {_when(landed.last_event_ms)} UTC")
-    ignored = sorted(given - set(found.columns) - {landing})
-    if ignored:
-        click.echo(f"  not in the schema, not landed: {', '.join(ignored)}")
+    if landed.ignored_columns:
+        click.echo(f"  not in the schema, not landed: {', '.join(landed.ignored_columns)}")
     if landed.defaulted_columns:
         click.echo(f"  not in the files, landed as their default: {', '.join(landed.defaulted_columns)}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -77,3 +78,16 @@ def test_a_layout_without_hours_lands_a_whole_day_in_its_folder_and_loses_nothin
     assert {p.split("dt=")[1][:10] for p in paths} >= {"2026-10-01", "2026-10-02"}
     back = eventlog.read(str(tmp_path), layout, fmt="avro")
     assert sorted(back["impression_id"].to_pylist()) == sorted(clicks["impression_id"].to_pylist())
+
+
+def test_avro_timestamps_come_back_in_the_unit_their_schema_gives(tmp_path: Path) -> None:
+    schema = {"type": "record", "name": "E", "fields": [
+        {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "seen_us", "type": ["null", {"type": "long", "logicalType": "timestamp-micros"}]},
+        {"name": "n", "type": "long"},
+    ]}
+    events = pa.table({"ts": [1_700_000_000_123, 1_700_000_000_456], "seen_us": [1_700_000_000_123_457, None],
+                       "n": [1, 2]})
+    eventlog.land(events, str(tmp_path), "e/dt={date}/*.avro", fmt="avro", avro_schema=schema, landing_column="ts")
+    back = eventlog.read(str(tmp_path), "e/dt={date}/*.avro", fmt="avro")
+    assert back.to_pydict() == events.to_pydict()  # micros stay micros, to the microsecond

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from featurestore.errors import TimeSemanticsError
 from featurestore.time_semantics import (
+    epoch_column,
     format_duration,
     from_millis,
     is_visible,
@@ -94,3 +96,15 @@ def test_pick_version_is_the_newest_visible(
     else:
         assert chosen is not None
         assert (chosen[0], chosen[1]) == max((v[0], v[1]) for v in visible)
+
+
+def test_epoch_column_floors_to_the_unit_and_refuses_naive_timestamps() -> None:
+    zoned = pa.chunked_array([pa.array([-1_500, 1_500, None], pa.timestamp("us", "Asia/Shanghai"))])
+    assert epoch_column(zoned).to_pylist() == [-2, 1, None]  # floored, whatever the zone prints
+    assert epoch_column(zoned, unit="us").to_pylist() == [-1_500, 1_500, None]
+    assert epoch_column(pa.array([2], pa.timestamp("s", "UTC"))).to_pylist() == [2_000]
+    assert epoch_column(pa.array([7], pa.int32())).type == pa.int64()  # integers are epochs already
+    with pytest.raises(TimeSemanticsError, match=r"clicks\.ts: timestamps without a time zone"):
+        epoch_column(pa.array([1], pa.timestamp("ms")), what="clicks.ts")
+    with pytest.raises(TimeSemanticsError, match="string values are not times"):
+        epoch_column(pa.array(["x"]))
