@@ -89,14 +89,11 @@ def source(fmt: str = "avro") -> Any:
 
 
 def table_env(jar: str, parallelism: int) -> Any:
-    from pyflink.table import EnvironmentSettings, TableEnvironment
+    """The product's table environment (``ingestion.runner.table_environment``: object reuse
+    between chained operators, UTC), with only the replay jar."""
+    from ingestion.runner import table_environment
 
-    env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    config = env.get_config()
-    config.set("pipeline.jars", jar)
-    config.set("parallelism.default", str(parallelism))
-    config.set("table.local-time-zone", "UTC")
-    return env
+    return table_environment([jar], parallelism, {})
 
 
 E2E_SIZES = {"quick": 600_000, "full": 3_000_000}  # impressions per day, 2 days (clicks are ~6%)

@@ -65,7 +65,8 @@ LATE_BY_MS = int(2.5 * HOUR_MS)
 
 
 def _events(rows_per_day: int, days: int = 2, seed: int = 11) -> pa.Table:
-    """Impressions in arrival order, shuffled, with a hot key and a batch landed 2.5 hours late."""
+    """Impressions in arrival order, shuffled, with a hot key, event times to the minute (many
+    equal ones, in one file and across files) and a batch landed 2.5 hours late."""
     table = generate(
         CtrLogSpec(days=days, users=300, items=200, impressions_per_day=rows_per_day, seed=seed)
     ).impressions
@@ -74,7 +75,7 @@ def _events(rows_per_day: int, days: int = 2, seed: int = 11) -> pa.Table:
     users = np.array(table["user_id"].to_pylist(), dtype=object)
     users[rng.random(n) < 0.2] = "hot-user"
     arrival = table["arrival_ms"].to_numpy().copy()
-    ts = table["ts"].to_numpy()
+    ts = table["ts"].to_numpy() // 60_000 * 60_000  # to the minute: many ties, broken by (file, row)
     day0 = int(ts.min()) // 86_400_000 * 86_400_000
     late = ((ts - day0) // HOUR_MS == 26) & (rng.random(n) < 0.3)  # some of day 2's 02:00 hour
     arrival[late] = ts[late] + LATE_BY_MS
@@ -85,7 +86,7 @@ def _events(rows_per_day: int, days: int = 2, seed: int = 11) -> pa.Table:
             "impression_id": table["impression_id"],
             "user_id": pa.array(users.tolist(), pa.string()),
             "item_id": table["item_id"],
-            "ts": table["ts"],
+            "ts": pa.array(ts),
             "position": table["position"],
             "device": table["device"],
             "bid_price": table["bid_price"],

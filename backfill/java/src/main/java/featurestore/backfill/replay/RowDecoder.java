@@ -36,6 +36,8 @@ final class RowDecoder {
     private final int[] fieldPos;
     private final int[] keyPos;
     private final int tsPos;
+    /** Per metadata column, its index in {@link #METADATA} (decided once, not per row). */
+    private final int[] metadata;
     private byte[] keyBuf = new byte[64];
     private int keyLen;
 
@@ -59,6 +61,13 @@ final class RowDecoder {
             keyPos[i] = needed.indexOf(opts.keyFields.get(i));
         }
         tsPos = needed.indexOf(opts.eventTimeField);
+        metadata = new int[opts.metadataKeys.size()];
+        for (int i = 0; i < metadata.length; i++) {
+            metadata[i] = METADATA.indexOf(opts.metadataKeys.get(i));
+            if (metadata[i] < 0) {
+                throw new IllegalArgumentException("unknown metadata " + opts.metadataKeys.get(i));
+            }
+        }
     }
 
     /** The columns a row is read into, in the order of a scanner's values. */
@@ -135,15 +144,14 @@ final class RowDecoder {
             out.setField(i, convert(roots[i], get(rec, fieldPos[i])));
         }
         int m = fieldPos.length;
-        for (String key : opts.metadataKeys) {
+        for (int kind : metadata) {
             Object value;
-            switch (key) {
-                case META_PARTITION -> value = partition;
-                case META_POSITION -> value = ((long) fileIndex << 32) | row;
-                case META_FILE_INDEX -> value = fileIndex;
-                case META_ROW -> value = row;
-                case META_FILE_PATH -> value = filePath;
-                default -> throw new IllegalStateException("unknown metadata " + key);
+            switch (kind) {
+                case 0 -> value = partition;
+                case 1 -> value = ((long) fileIndex << 32) | row;
+                case 2 -> value = fileIndex;
+                case 3 -> value = row;
+                default -> value = filePath;
             }
             out.setField(m++, value);
         }
