@@ -10,6 +10,8 @@ Measures, through the real storage classes (Arrow results included):
 * latest, 100 keys x 50 features, through Redis (target p99 < 3 ms); and 100 keys x 10 of the
   50 features (no target)
 * as-of, 1 key x 50 features, from HBase (target p99 < 10 ms); the embedded store alongside
+* newer-wins writes into Redis, 2k keys x 5 features per batch (``redis_write_cells_per_s``, no
+  target: what a window group's sink does per batch in the streaming job)
 * batch put throughput into HBase and the embedded store (target >= 50k cells/s each), with
   version times grouped by window end (10 per batch), as aggregations emit them; HBase is also
   measured with a distinct version time per row (event-time versions, as the streaming job
@@ -117,6 +119,21 @@ def distinct_ts_throughput(store: VersionedStore, versions: int, n_features: int
         store.drop_table(schema.name)
 
 
+def write_throughput(cache: Any, batches: int, keys_per_batch: int = 2_000, n_features: int = 5) -> float:
+    """Cells/s landing in the online cache: ``batches`` batches of ``keys_per_batch`` keys x
+    ``n_features`` features, each batch at a newer version time (a window group's sink, as the
+    streaming job writes it); the table is created, then dropped."""
+    schema = make_schema(f"bench_write_{uuid.uuid4().hex[:8]}", n_features)
+    cache.ensure_table(schema)
+    try:
+        work = [make_batch(schema, range(keys_per_batch), [T0 + b], seq0=b * keys_per_batch) for b in range(batches)]
+        start = time.perf_counter()
+        cells = sum(cache.write(schema.name, batch) for batch in work)
+        return float(cells / (time.perf_counter() - start))
+    finally:
+        cache.drop_table(schema.name)
+
+
 def _pinger(uri: str, stack: contextlib.ExitStack) -> Callable[[], None]:
     """One PING round trip to the Redis at ``uri`` on a raw socket (closed with ``stack``)."""
     parts = urlsplit(uri)
@@ -161,6 +178,9 @@ def bench_redis(uri: str, n: int, out: dict[str, Any], table: list[tuple[str, st
         some = list(schema.feature_names[::5])
         latency = timed(n, lambda i: cache.get(schema.name, hundred[i], some, now_ms=now))
         table.append(("redis latest 100 keys x 10 feat", latency.record(out, "redis_100key_10feat"), ""))
+        gc.unfreeze()
+        out["redis_write_cells_per_s"] = round(write_throughput(cache, 10 if n < 10_000 else 50))
+        table.append(("redis newer-wins writes, 2k keys x 5 feat", f"{out['redis_write_cells_per_s']:,} cells/s", ""))
     except (FeatureStoreError, OSError) as exc:
         out.update(redis_1key_p99_ms=None, redis_100key_p99_ms=None, redis_error=str(exc).splitlines()[0])
         table.append(("redis", "unavailable", str(exc).splitlines()[0]))

@@ -124,10 +124,11 @@ return landed
 _TIMES = struct.Struct("<qq")
 
 
-def cell_args(field: str, cell: Stored) -> tuple[str, bytes, bytes]:
-    """A cell as :data:`WRITE_LUA`'s three arguments."""
+def cell_args(cell: Stored) -> tuple[bytes, bytes]:
+    """A cell as the last two of :data:`WRITE_LUA`'s three arguments per field: its times (16
+    bytes) and its value (``,`` and the encoded value, or empty for an explicit null)."""
     ts, seq, value = cell
-    return field, _TIMES.pack(ts, seq), b"" if value is None else b"," + value
+    return _TIMES.pack(ts, seq), b"" if value is None else b"," + value
 
 
 def malformed(detail: str) -> StoreError:

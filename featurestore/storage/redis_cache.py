@@ -8,16 +8,19 @@ Table definitions live in ``<prefix>:__schema__:<table>`` as JSON.
 Writes go through that module's Lua script: per field, the new cell lands only if its
 (version_ms, seq) is greater than the stored one, atomically on the server, so replays and
 out-of-order writes never regress a value, whichever process writes. A batch is reduced to the
-newest cell per (key, feature) and sent as one pipelined ``EVALSHA`` per key, with a ``SET NX``
+newest cell per (key, feature) and sent as one request of an ``EVALSHA`` per key, with a ``SET NX``
 of the table's definition: a Redis that restarted empty (it is a cache: no persistence needed)
-gets the definition back with the next write, whichever process reads it afterwards.
+gets the definition back with the next write, whichever process reads it afterwards, and the
+script again (``SCRIPT LOAD``) when it answers ``NOSCRIPT``.
 
-A read of n keys is one round trip: one ``MGET`` of their rows, sent on a pooled
-socket of its own (:class:`_ReadSockets`) and parsed by a hiredis reader as the bytes arrive,
-without redis-py's steps per reply. The rows are read in place (``packed_rows.cell_columns``:
-numpy views of their records, no Python object per cell), and ``online.cells_to_result``
-decodes the values by type. A read of one key views its row's records in place
-(``packed_rows.one_row_cells``); a read of two unpacks them in Python, cheaper there.
+A read of n keys is one round trip: one ``MGET`` of their rows. Reads and writes are sent on
+pooled sockets of their own (:class:`_Sockets`) as one request of RESP bytes built here, and the
+replies parsed by a hiredis reader as the bytes arrive, without redis-py's steps per command and
+reply (a quarter of the ingestion sink's Python time in a py-spy profile of a backfill). The rows
+are read in place (``packed_rows.cell_columns``: numpy views of their records, no Python object
+per cell), and ``online.cells_to_result`` decodes the values by type. A read of one key views its
+row's records in place (``packed_rows.one_row_cells``); a read of two unpacks them in Python,
+cheaper there.
 
 The layout before packed rows (a hash per key at ``<prefix>:<table>:<encoded key>``) is not read:
 after an upgrade the cache fills again from the writers, as after a restart of Redis, and
@@ -60,10 +63,11 @@ def _bulk(data: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-class _ReadSockets:
-    """Pooled sockets for reads: a request of many commands is sent at once and its replies parsed
-    by a hiredis reader as they arrive. A socket that fails or is left mid-reply is closed, never
-    reused; the pool starts afresh in a forked child."""
+class _Sockets:
+    """Pooled sockets for requests that may be sent twice (reads, and the newer-wins writes): a
+    request of many commands is sent at once and its replies parsed by a hiredis reader as they
+    arrive. A socket that fails or is left mid-reply is closed, never reused; the pool starts
+    afresh in a forked child."""
 
     def __init__(self, host: str, port: int, db: int, timeout_s: float, max_idle: int) -> None:
         import hiredis
@@ -120,7 +124,7 @@ class _ReadSockets:
         """The ``replies`` replies to ``request`` (that many RESP commands); a Redis error reply
         raises ``hiredis.ReplyError`` once every reply is read. A pooled socket the server has
         closed since (a restart, a client kill, an idle timeout) is replaced and the request sent
-        again, once: reads change nothing."""
+        again, once: a read changes nothing, a newer-wins write nothing the first did not."""
         with self._lock:
             if self._pid != os.getpid():  # a forked child must not share its parent's sockets
                 self._idle, self._pid = [], os.getpid()
@@ -181,7 +185,8 @@ class RedisCache(OnlineBase):
         )
         self._client = redis.Redis(connection_pool=self._pool)
         self._write_script = self._client.register_script(packed_rows.WRITE_LUA)
-        self._reads = _ReadSockets(host, port, db, timeout_s, max_connections)
+        self._evalsha = b"$7\r\nEVALSHA\r\n" + _bulk(self._write_script.sha.encode()) + b"$1\r\n1\r\n"
+        self._sockets = _Sockets(host, port, db, timeout_s, max_connections)
 
     @classmethod
     def from_uri(cls, parts: SplitResult, options: dict[str, str]) -> RedisCache:
@@ -210,7 +215,7 @@ class RedisCache(OnlineBase):
                 "redis", self.address, str(exc) or type(exc).__name__,
                 hint="start it with `featurestore services up`, or check the online_cache URI",
             ) from None
-        except (self._redis.RedisError, self._reads.errors) as exc:
+        except (self._redis.RedisError, self._sockets.errors) as exc:
             hint = None
             if "WRONGTYPE" in str(exc):
                 hint = ("a key of the table holds another type than a packed row (another program's): "
@@ -235,19 +240,35 @@ class RedisCache(OnlineBase):
             self._client.set(self._schema_key(schema.name), schema_to_json(schema))
 
     def _apply(self, table: str, updates: Updates) -> int:
-        per_key: dict[bytes, list[bytes | str]] = {}
+        per_key: dict[bytes, list[bytes]] = {}  # per row key: its cells' three arguments, in RESP
+        names: dict[str, bytes] = {}
         for (key, feature), cell in updates.items():
-            per_key.setdefault(key, []).extend(packed_rows.cell_args(feature, cell))
+            name = names.get(feature) or names.setdefault(feature, _bulk(feature.encode()))
+            times, value = packed_rows.cell_args(cell)
+            args = per_key.get(key)
+            if args is None:
+                args = per_key[key] = []
+            args.append(b"%s$16\r\n%s\r\n$%d\r\n%s\r\n" % (name, times, len(value), value))
+        parts: list[bytes] = []
+        for key, args in per_key.items():  # EVALSHA <sha> 1 <row key> <field, times, value>...
+            parts += (b"*%d\r\n" % (4 + 3 * len(args)), self._evalsha, _bulk(self._key(table, key)), *args)
+        # a Redis that restarted empty lost the definition with the values: the writes bring both
+        # back (NX: a definition another process extended since is kept)
+        schema = self._schemas.get(table)  # known: OnlineBase.write reads it first
+        if schema is not None:
+            parts += (b"*4\r\n$3\r\nSET\r\n", _bulk(self._schema_key(table).encode()),
+                      _bulk(schema_to_json(schema).encode()), b"$2\r\nNX\r\n")
+        request = b"".join(parts)
+        replies = len(per_key) + (schema is not None)
         with self._errors():
-            pipe = self._client.pipeline(transaction=False)
-            for key, args in per_key.items():
-                self._write_script(keys=[self._key(table, key)], args=args, client=pipe)
-            # a Redis that restarted empty lost the definition with the values: the writes bring
-            # both back (NX: a definition another process extended since is kept)
-            schema = self._schemas.get(table)  # known: OnlineBase.write reads it first
-            if schema is not None:
-                pipe.set(self._schema_key(table), schema_to_json(schema), nx=True)
-            return sum(int(n) for n in pipe.execute()[: len(per_key)])
+            try:
+                landed = self._sockets.request(request, replies)
+            except self._sockets.errors as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                self._client.script_load(packed_rows.WRITE_LUA)  # Redis restarted, or SCRIPT FLUSH
+                landed = self._sockets.request(request, replies)  # whole again: newer-wins writes are idempotent
+            return sum(int(n) for n in landed[: len(per_key)])
 
     def _fetch(self, table: str, keys: Sequence[bytes]) -> list[Any]:
         """One reply per key (its packed row, or None) in one round trip: one ``MGET`` (a hundred
@@ -257,7 +278,7 @@ class RedisCache(OnlineBase):
         request = b"".join([b"*%d\r\n$4\r\nMGET\r\n" % (len(keys) + 1),
                             *[b"$%d\r\n%s%s\r\n" % (size + len(key), prefix, key) for key in keys]])
         with self._errors():
-            (rows,) = self._reads.request(request, 1)
+            (rows,) = self._sockets.request(request, 1)
         return rows  # type: ignore[no-any-return]
 
     def read_cells(self, table: str, keys: list[bytes], features: Sequence[str]) -> CellColumns:
@@ -285,5 +306,5 @@ class RedisCache(OnlineBase):
             self._client.delete(self._schema_key(table))
 
     def close(self) -> None:
-        self._reads.close()
+        self._sockets.close()
         self._pool.disconnect()

@@ -229,9 +229,24 @@ def test_a_read_after_the_server_dropped_the_pooled_sockets_succeeds(services: o
     s = suite.new_table(cache)
     suite.write(cache, s, *[suite.v(k, suite.T0, k, clicks=k) for k in range(3)])
     assert suite.got(cache.get(s.name, [1], ["clicks"]), "clicks") == [(1, suite.T0, "present")]
-    (sock, _), = cache._reads._idle  # the one pooled read socket
+    (sock, _), = cache._sockets._idle  # the one pooled socket
     host, port = sock.getsockname()[:2]
     assert cache._client.client_kill(f"{host}:{port}")
     assert suite.got(cache.get(s.name, [2], ["clicks"]), "clicks") == [(2, suite.T0, "present")]
+    suite.cleanup()
+    cache.close()
+
+
+def test_a_write_after_the_server_forgot_the_script_loads_it_again(services: object) -> None:
+    """A Redis that restarted (or ran SCRIPT FLUSH) answers the write's EVALSHA with NOSCRIPT: the
+    write loads the script and is sent again, and nothing it holds is lost or regressed."""
+    cache = open_online_cache(f"{ports.REDIS_URI}?prefix={PREFIX}")
+    assert isinstance(cache, RedisCache)
+    s = suite.new_table(cache)
+    suite.write(cache, s, suite.v(1, suite.T0 + 5, 2, clicks=5))
+    cache._client.script_flush()
+    suite.write(cache, s, suite.v(1, suite.T0 + 1, 2, clicks=1), suite.v(2, suite.T0, 1, clicks=7))
+    assert suite.got(cache.get(s.name, [1, 2], ["clicks"]), "clicks") == [
+        (5, suite.T0 + 5, "present"), (7, suite.T0, "present")]  # key 1's older write did not land
     suite.cleanup()
     cache.close()
