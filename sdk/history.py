@@ -7,6 +7,7 @@ allowed) and writes nothing unless all of them pass::
 
     fs.history.land("clicks", events)                       # an Arrow table, by event time
     fs.history.land("clicks", events, landing_column="arrival_ms", name="2026-11-23-export")
+    checked = fs.history.check("clicks", events)             # the checks alone: what land writes
 
 Files are laid out by landing time (the hour a logger wrote the event; default its event time),
 in the layout's folder for that hour (or day, where the layout has no ``{hour}``), named after
