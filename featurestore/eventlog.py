@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from featurestore.errors import ValidationError
 from featurestore.fs import open_fs
-from featurestore.time_semantics import epoch_column
+from featurestore.time_semantics import AVRO_TIME_UNITS, epoch_column
 
 POSITION_FILE = "_file"
 POSITION_ROW = "_row"
@@ -126,16 +126,13 @@ def _epochs(table: pa.Table, writer_schema: Any) -> pa.Table:
     units = {}
     for f in writer_schema.get("fields", []):
         for branch in f["type"] if isinstance(f["type"], list) else [f["type"]]:
-            if isinstance(branch, dict) and branch.get("logicalType") in _AVRO_UNIT:
-                units[f["name"]] = _AVRO_UNIT[branch["logicalType"]]
+            if isinstance(branch, dict) and branch.get("logicalType") in AVRO_TIME_UNITS:
+                units[f["name"]] = AVRO_TIME_UNITS[branch["logicalType"]]
     for name, unit in units.items():
         if name in table.column_names and pa.types.is_timestamp(table.schema.field(name).type):
             index = table.schema.get_field_index(name)
             table = table.set_column(index, name, epoch_column(table.column(index), unit=unit, what=name))
     return table
-
-
-_AVRO_UNIT = {"timestamp-millis": "ms", "timestamp-micros": "us"}
 
 
 def read(root: str, layout: str, *, fmt: str, with_position: bool = False) -> pa.Table:

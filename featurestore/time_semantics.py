@@ -69,6 +69,10 @@ def from_millis(ms: int) -> dt.datetime:
     return dt.datetime(1970, 1, 1, tzinfo=UTC) + dt.timedelta(milliseconds=ms)
 
 
+#: The unit of each Avro logical type of a time on the UTC timeline (:func:`epoch_column`'s ``unit``).
+AVRO_TIME_UNITS = {"timestamp-millis": "ms", "timestamp-micros": "us"}
+
+
 def epoch_column(values: Any, *, unit: str = "ms", what: str = "times") -> Any:
     """Zoned Arrow timestamps (an Array or ChunkedArray) as int64 epoch ``unit`` (``ms`` or ``us``).
 

@@ -25,13 +25,12 @@ import pyarrow.compute as pc
 
 from featurestore import eventlog
 from featurestore.errors import ValidationError
-from featurestore.time_semantics import epoch_column
+from featurestore.time_semantics import AVRO_TIME_UNITS, epoch_column
 from registry import avro
 from registry.models import BatchBinding, Definitions, Source
 
 _ARROW = {"int": pa.int32(), "long": pa.int64(), "float": pa.float32(), "double": pa.float64(),
           "string": pa.string(), "boolean": pa.bool_(), "bytes": pa.binary()}
-_UNIT = {"timestamp-millis": "ms", "timestamp-micros": "us"}
 
 
 @dataclass(frozen=True)
@@ -118,8 +117,8 @@ def _target_type(column: avro.Column) -> pa.DataType:
 
 
 def _convert(values: pa.ChunkedArray, column: avro.Column, *, where: str) -> pa.ChunkedArray | pa.Array:
-    if column.logical_type in _UNIT and not pa.types.is_integer(values.type):
-        out = _epoch(values, where=where, unit=_UNIT[column.logical_type])
+    if column.logical_type in AVRO_TIME_UNITS and not pa.types.is_integer(values.type):
+        out = _epoch(values, where=where, unit=AVRO_TIME_UNITS[column.logical_type])
     else:
         out = _cast(values, _target_type(column), where=where)
     return out if column.nullable else _no_nulls(out, where=where)
